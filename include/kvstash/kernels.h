@@ -1,0 +1,43 @@
+// Numeric kernels: dequantization, activation quantization and dot products for every supported
+// weight type, plus the f16 helpers attention uses.
+//
+// Determinism contract: every function here is a pure function of its inputs. The result bits do
+// not depend on the call site, thread, batch, or SIMD target (scalar and AVX2 give identical bits;
+// the summation order is fixed by the algorithm: exact integer sums inside quant blocks, float
+// partial sums in 8 fixed lanes, a fixed reduction tree).
+#pragma once
+#include <cstdint>
+
+#include "kvstash/dtype.h"
+
+namespace kvstash {
+
+// f16 / bf16 conversion (round to nearest even, like F16C's _mm_cvtps_ph with rounding 0).
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+float bf16_to_f32(uint16_t h);
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
+
+// Any supported type to f32. n must be a multiple of the block size.
+void dequantize_row(DType t, const void* src, float* dst, int64_t n);
+
+// The format a weight type's dot product takes its activations in (as llama.cpp does):
+// q4_0, q5_0, q8_0 -> q8_0; q4_1, q5_1 -> q8_1; k-quants -> q8_K; f32, f16, bf16 -> f32.
+DType activation_type(DType weight);
+// Quantizes n activations into activation_type(weight); dst holds row_bytes(that type, n) bytes.
+void quantize_activations(DType weight, const float* x, void* dst, int64_t n);
+// Dot product of one weight row (n elements) with activations from quantize_activations.
+float vec_dot(DType weight, int64_t n, const void* w_row, const void* act);
+
+// Attention helpers over f16 cache rows.
+float dot_f32_f16(const float* a, const uint16_t* b, int64_t n);
+void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);  // y[i] += alpha * x[i]
+float dot_f32(const float* a, const float* b, int64_t n);
+
+enum class SimdLevel { Scalar, AVX2 };
+// The level in use: the best the CPU supports, unless KVSTASH_SIMD=scalar is set (read once).
+SimdLevel simd_level();
+void set_simd_level(SimdLevel level);  // tests: force a level (clamped to what the CPU has)
+
+}  // namespace kvstash
