@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -15,6 +16,9 @@ enum class GgufType : uint32_t {
   UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7,
   STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 };
+
+// "uint8", "string", "array", ...; "unknown" for ids outside the enum.
+const char* gguf_type_name(GgufType t);
 
 // One metadata value. Scalars are widened (integers to int64/uint64, floats to double);
 // arrays keep their element type. Accessors throw Error naming the key on a type mismatch.
@@ -37,7 +41,9 @@ class GgufValue {
   std::vector<int64_t> as_int_array() const;  // integer (or bool) arrays
   std::vector<double> as_float_array() const;  // numeric arrays
 
-  // Storage (filled by the reader).
+  // Storage (filled by the reader). Integers set u (0 if negative), i (0 if above int64) and f;
+  // floats set f; bools set u and i to 0 or 1. Arrays set u to the element count; arrays of
+  // arrays are checked and skipped (only the count is kept; their contents are not stored).
   uint64_t u = 0;
   int64_t i = 0;
   double f = 0;
@@ -87,6 +93,8 @@ class GgufFile {
 
   const uint8_t* bytes() const { return base_; }
   size_t size() const { return size_; }
+  uint64_t alignment() const { return alignment_; }      // general.alignment, default 32
+  uint64_t data_offset() const { return data_offset_; }  // start of the tensor data section
 
  private:
   GgufFile() = default;
@@ -99,6 +107,9 @@ class GgufFile {
   size_t size_ = 0;
   void* map_ = nullptr;            // mmap'd region (nullptr for parse())
   std::vector<uint8_t> owned_;     // buffer for parse()
+  uint64_t alignment_ = 32;
+  uint64_t data_offset_ = 0;
+  std::unordered_map<std::string, size_t> key_index_, tensor_index_;  // name -> index
 };
 
 }  // namespace kvstash

@@ -28,6 +28,8 @@ DType activation_type(DType weight);
 // Quantizes n activations into activation_type(weight); dst holds row_bytes(that type, n) bytes.
 void quantize_activations(DType weight, const float* x, void* dst, int64_t n);
 // Dot product of one weight row (n elements) with activations from quantize_activations.
+// Throws Error for a type without a dot product or n not a whole number of blocks. Rows and
+// activations must be aligned for their fields (2 bytes for f16, 4 for f32 and q8_K's float d).
 float vec_dot(DType weight, int64_t n, const void* w_row, const void* act);
 
 // Attention helpers over f16 cache rows.

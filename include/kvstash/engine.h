@@ -1,0 +1,61 @@
+// Runs a model over sequences: a thread pool, a KV block pool and scratch buffers reused by every
+// call (no allocation per decoded token once the buffers have grown).
+//
+// Bitwise batch invariance: the logits of a position do not depend on how the tokens were split
+// into calls, nor on the thread count. Every output element is computed by one thread in a fixed
+// order, and attention always reads K/V back from the f16 cache, also inside a batch.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kvstash/kv_cache.h"
+#include "kvstash/model.h"
+#include "kvstash/thread_pool.h"
+
+namespace kvstash {
+
+struct EngineOptions {
+  int n_threads = 0;      // 0: all cores
+  int64_t n_ctx = 0;      // tokens the pool holds; 0: min(training context, 4096)
+  int block_tokens = 32;
+};
+
+struct ForwardOptions {
+  bool all_logits = false;  // logits of every new token, not only the last
+  // If set: attention each cache entry received from each new token, summed over layers and heads;
+  // resized to n_new rows of seq.size() (after the call) floats.
+  std::vector<float>* attention = nullptr;
+};
+
+class Engine {
+ public:
+  Engine(const Model& model, const EngineOptions& options);
+  ~Engine();
+
+  const Model& model() const { return model_; }
+  int64_t n_ctx() const { return n_ctx_; }
+  int n_threads() const { return pool_.size(); }
+  KvPool& kv_pool() { return kv_; }
+  Sequence new_sequence() { return Sequence(kv_); }
+
+  // Appends tokens (positions continue the sequence) and returns the logits: n_vocab floats for
+  // the last token, or n * n_vocab with all_logits. Valid until the next call. Throws Error if the
+  // sequence would exceed the context (the sequence is left as it was).
+  const float* forward(Sequence& seq, const Token* tokens, int64_t n,
+                       const ForwardOptions& options = {});
+
+ private:
+  struct Scratch;
+  void layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention);
+  void attention(int il, const Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention);
+  void matmul(const Weight& w, const float* x, int64_t n, float* out);
+
+  const Model& model_;
+  ThreadPool pool_;
+  int64_t n_ctx_;
+  KvPool kv_;
+  std::unique_ptr<Scratch> s_;
+};
+
+}  // namespace kvstash

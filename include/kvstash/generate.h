@@ -1,0 +1,51 @@
+// Text generation and scoring on top of Engine: prefill a prompt, then sample token by token.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kvstash/engine.h"
+#include "kvstash/sampler.h"
+
+namespace kvstash {
+
+struct GenerateOptions {
+  int n_predict = 128;
+  SamplingParams sampling;
+  int64_t prefill_chunk = 512;  // tokens per forward call while prefilling (results do not depend on it)
+};
+
+struct GenerateResult {
+  std::vector<Token> tokens;  // generated ids (an end-of-generation token is not included)
+  std::string text;
+  int64_t prompt_tokens = 0;
+  std::string stop_reason;    // "length" or "eos"
+  double time_to_first_token_ms = 0;
+  double prefill_tokens_per_s = 0;
+  double decode_tokens_per_s = 0;
+};
+
+// Appends `prompt` to `seq` (which may already hold a prefix) and generates up to n_predict tokens.
+// on_text receives complete UTF-8 pieces as they are produced.
+GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>& prompt,
+                        const GenerateOptions& options,
+                        const std::function<void(const std::string&)>& on_text = {});
+
+struct PerplexityResult {
+  double perplexity = 0;
+  double mean_nll = 0;
+  int64_t tokens = 0;   // tokens in the text
+  int64_t scored = 0;   // tokens whose log-likelihood was counted
+  int64_t windows = 0;
+  double tokens_per_s = 0;
+};
+
+// Consecutive non-overlapping windows of ctx tokens, each from an empty cache; every token after
+// a window's first is scored. perplexity = exp(mean negative log-likelihood).
+PerplexityResult perplexity(Engine& engine, const std::vector<Token>& tokens, int64_t ctx);
+
+// log(softmax(logits)[target]) computed in double.
+double log_prob(const float* logits, int n_vocab, Token target);
+
+}  // namespace kvstash

@@ -1,0 +1,90 @@
+// Attention state: a read-only snapshot of one sequence (tokens, positions, K/V of every layer in
+// the cache's own type, the last position's logits, the model's fingerprint), its .kvs file format
+// (a safetensors file; docs/format-kvs.md) and the way back into a sequence.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvstash/dtype.h"
+#include "kvstash/engine.h"
+#include "kvstash/tokenizer.h"
+
+namespace kvstash {
+
+// What a state must agree on with the model that continues it.
+struct StateArch {
+  int n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_rot = 0, n_vocab = 0;
+  float rope_base = 0, rope_linear_scale = 1;
+  bool operator==(const StateArch&) const = default;
+};
+StateArch state_arch(const ModelConfig& c);
+
+// Hex digest (32 lowercase hex digits, xxh3-128) identifying a model: a hash of its architecture
+// metadata and every tensor's name, type, shape and data (docs/format-kvs.md, "Model fingerprint").
+// Reads the whole model (~10 ms per 100 MB from memory); compute it once per loaded model.
+std::string model_fingerprint(const Model& model);
+
+// A state is built once (by snapshot, load_state or a decoder) and read-only afterwards. Copying a
+// State copies tokens, positions and logits but shares the K/V storage, which is either owned
+// memory or, after load_state, the read-only mapping of the .kvs file (zero-copy; the mapping lives
+// as long as any copy of the State). A .kvs file is only ever replaced by rename (save_state), so
+// a mapped file does not change under a loaded state unless someone rewrites it in place.
+struct State {
+  std::string model_fingerprint;
+  StateArch arch;
+  DType cache_type = DType::F16;
+  std::vector<Token> tokens;
+  std::vector<int32_t> positions;
+  std::vector<float> logits;  // n_vocab floats: the last entry's logits (empty for an empty state)
+  int64_t size() const { return int64_t(tokens.size()); }
+
+  // K and V of a layer: [arch.n_head_kv][size()][arch.head_dim] f16 bit patterns, 64-byte aligned.
+  // nullptr until storage exists (an empty state may have none).
+  const uint16_t* k(int layer) const { return k_.empty() ? nullptr : k_[size_t(layer)]; }
+  const uint16_t* v(int layer) const { return v_.empty() ? nullptr : v_[size_t(layer)]; }
+  size_t kv_elements() const {  // values in one layer's K (or V)
+    return size_t(arch.n_head_kv) * tokens.size() * size_t(arch.head_dim);
+  }
+  // True when K/V storage exists for the current arch and size() (false after either changed).
+  bool has_kv() const {
+    return !k_.empty() && kv_shape_[0] == arch.n_layer && kv_shape_[1] == arch.n_head_kv &&
+           kv_shape_[2] == size() && kv_shape_[3] == arch.head_dim;
+  }
+
+  // For code that builds a state: set arch and tokens first, then allocate_kv() gives owned,
+  // uninitialised K/V storage for every layer, written through mutable_k/mutable_v before the
+  // state is copied or shared. mutable_* throw Error on a state whose storage is not owned.
+  void allocate_kv();
+  uint16_t* mutable_k(int layer);
+  uint16_t* mutable_v(int layer);
+
+ private:
+  friend void set_views(State&, std::shared_ptr<const void>, std::vector<const uint16_t*>,
+                        std::vector<const uint16_t*>);  // load_state (src/state/kvs_read.cc)
+  std::shared_ptr<const void> storage_;  // keeps the owned buffer or the file mapping alive
+  bool owned_ = false;
+  std::vector<const uint16_t*> k_, v_;
+  int64_t kv_shape_[4] = {0, 0, 0, 0};  // n_layer, n_head_kv, tokens, head_dim of the storage
+};
+
+// Copies a sequence's entries out of the pool (an explicit, named cost). last_logits (n_vocab
+// floats) may be nullptr only for an empty sequence.
+State snapshot(const Engine& engine, const Sequence& seq, const std::string& fingerprint,
+               const float* last_logits);
+// Replaces seq's contents with the state's entries. Checks the state against the engine's model
+// first (fingerprint, arch, sizes, increasing positions, fits the context and the pool's free
+// blocks); on any error seq is left untouched. The caller keeps state.logits to sample the first
+// new token (no forward pass is needed for it).
+void restore(Engine& engine, const State& state, const std::string& fingerprint, Sequence& seq);
+
+// .kvs files. save_state is atomic (temp file "<path>.tmp.<pid>.<n>" in the same directory, fsync,
+// rename, fsync dir); on failure the temp file is removed and an existing file is left as it was.
+void save_state(const State& state, const std::string& path);
+// Maps the file and validates format name, version, metadata, shapes, layout, file size and every
+// tensor's checksum; throws Error "<path>: <what is wrong>" (e.g. "checksum mismatch in tensor
+// 'k.3' (file corrupted)"). K/V of the result are views into the mapping (no copy).
+State load_state(const std::string& path);
+
+}  // namespace kvstash

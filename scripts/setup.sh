@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what kvstash needs (Debian packages, the default model), builds it, and, unless
+# --no-demo is given, runs the main job on the default model. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+demo=1
+[ "${1:-}" = "--no-demo" ] && demo=0
+
+packages=(build-essential cmake pkg-config git python3 python3-venv python3-pip libgtest-dev
+          nlohmann-json3-dev libcli11-dev libpcre2-dev libxxhash-dev libzstd-dev libhwy-dev bible-kjv)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+bash scripts/fetch_model.sh
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$(nproc)"
+
+if [ "$demo" = 1 ]; then
+  echo "== kvstash run (greedy, default model)"
+  build/kvstash run --prompt "The three primary colors are" -n 48 --temp 0
+fi

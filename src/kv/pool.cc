@@ -1,0 +1,118 @@
+#include <algorithm>
+#include <cstring>
+
+#include "kvstash/error.h"
+#include "kvstash/kv_cache.h"
+
+namespace kvstash {
+
+KvPool::KvPool(const KvShape& shape, int64_t capacity_tokens) : shape_(shape) {
+  const int64_t blocks = (capacity_tokens + shape.block_tokens - 1) / shape.block_tokens;
+  block_elems_ = size_t(2) * size_t(shape.n_layer) * size_t(shape.n_head_kv) *
+                 size_t(shape.block_tokens) * size_t(shape.head_dim);
+  data_.assign(size_t(blocks) * block_elems_, 0);
+  refcount_.assign(size_t(blocks), 0);
+  for (int64_t b = blocks - 1; b >= 0; --b) free_.push_back(int32_t(b));
+}
+
+int32_t KvPool::allocate() {
+  if (free_.empty())
+    throw Error("KV cache is full (" + std::to_string(n_blocks() * shape_.block_tokens) +
+                " tokens); raise --ctx-size");
+  const int32_t b = free_.back();
+  free_.pop_back();
+  refcount_[size_t(b)] = 1;
+  return b;
+}
+
+void KvPool::release(int32_t block) {
+  if (--refcount_[size_t(block)] == 0) free_.push_back(block);
+}
+
+int32_t KvPool::copy_block(int32_t block) {
+  const int32_t b = allocate();
+  std::memcpy(&data_[size_t(b) * block_elems_], &data_[size_t(block) * block_elems_],
+              block_elems_ * sizeof(uint16_t));
+  return b;
+}
+
+size_t KvPool::offset(int32_t block, int layer, int head, int which) const {
+  const size_t per_head = size_t(shape_.block_tokens) * size_t(shape_.head_dim);
+  return size_t(block) * block_elems_ +
+         ((size_t(layer) * 2 + size_t(which)) * size_t(shape_.n_head_kv) + size_t(head)) * per_head;
+}
+
+uint16_t* KvPool::k(int32_t b, int l, int h) { return &data_[offset(b, l, h, 0)]; }
+uint16_t* KvPool::v(int32_t b, int l, int h) { return &data_[offset(b, l, h, 1)]; }
+const uint16_t* KvPool::k(int32_t b, int l, int h) const { return &data_[offset(b, l, h, 0)]; }
+const uint16_t* KvPool::v(int32_t b, int l, int h) const { return &data_[offset(b, l, h, 1)]; }
+
+Sequence::~Sequence() {
+  if (pool_) truncate(0);
+}
+
+Sequence::Sequence(Sequence&& o) noexcept
+    : pool_(o.pool_), blocks_(std::move(o.blocks_)), tokens_(std::move(o.tokens_)),
+      positions_(std::move(o.positions_)) {
+  o.blocks_.clear();
+  o.tokens_.clear();
+  o.positions_.clear();
+}
+
+Sequence& Sequence::operator=(Sequence&& o) noexcept {
+  if (this != &o) {
+    truncate(0);
+    pool_ = o.pool_;
+    blocks_ = std::move(o.blocks_);
+    tokens_ = std::move(o.tokens_);
+    positions_ = std::move(o.positions_);
+    o.blocks_.clear();
+    o.tokens_.clear();
+    o.positions_.clear();
+  }
+  return *this;
+}
+
+Sequence Sequence::fork() const {
+  Sequence s(*pool_);
+  s.blocks_ = blocks_;
+  s.tokens_ = tokens_;
+  s.positions_ = positions_;
+  for (int32_t b : blocks_) pool_->retain(b);
+  return s;
+}
+
+void Sequence::truncate(int64_t n) {
+  if (n < 0 || n > size()) throw Error("cannot truncate a sequence of " + std::to_string(size()) +
+                                       " tokens to " + std::to_string(n));
+  const int bt = pool_->shape().block_tokens;
+  const size_t keep = size_t((n + bt - 1) / bt);
+  while (blocks_.size() > keep) {
+    pool_->release(blocks_.back());
+    blocks_.pop_back();
+  }
+  tokens_.resize(size_t(n));
+  positions_.resize(size_t(n));
+}
+
+int64_t Sequence::append(const Token* tokens, const int32_t* positions, int64_t n) {
+  const int64_t first = size();
+  const int bt = pool_->shape().block_tokens;
+  const size_t need = size_t((first + n + bt - 1) / bt);
+  const bool copy_last = first % bt != 0 && pool_->refcount(blocks_.back()) > 1;
+  if (need - blocks_.size() + (copy_last ? 1 : 0) > size_t(pool_->free_blocks()))
+    throw Error("KV cache is full: " + std::to_string(first + n) + " tokens do not fit in " +
+                std::to_string(pool_->n_blocks() * bt) + "; raise --ctx-size");
+  // The partly filled last block may be shared with a fork: write into a private copy.
+  if (copy_last) {
+    const int32_t copy = pool_->copy_block(blocks_.back());
+    pool_->release(blocks_.back());
+    blocks_.back() = copy;
+  }
+  while (blocks_.size() < need) blocks_.push_back(pool_->allocate());
+  tokens_.insert(tokens_.end(), tokens, tokens + n);
+  positions_.insert(positions_.end(), positions, positions + n);
+  return first;
+}
+
+}  // namespace kvstash

@@ -1,0 +1,173 @@
+// The llama forward pass. Reads like the paper: embed, then per layer
+// x += Attention(RMSNorm(x)); x += FFN(RMSNorm(x)); then RMSNorm and the output matrix.
+#include "kvstash/engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kvstash/error.h"
+#include "kvstash/kernels.h"
+#include "model/ops.h"
+
+namespace kvstash {
+
+struct Engine::Scratch {
+  std::vector<float> x, xn, q, k, v, attn, gate, up, logits;
+  std::vector<uint8_t> act;       // activations quantized for the weight type at hand
+  std::vector<float> scores;      // per thread: one row of attention scores
+  std::vector<int32_t> positions;
+};
+
+Engine::Engine(const Model& model, const EngineOptions& o)
+    : model_(model),
+      pool_(o.n_threads),
+      n_ctx_(o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(model.config().n_ctx_train, 4096)),
+      kv_(KvShape{model.config().n_layer, model.config().n_head_kv, model.config().head_dim,
+                  o.block_tokens},
+          n_ctx_),
+      s_(std::make_unique<Scratch>()) {}
+
+Engine::~Engine() = default;
+
+static void grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+void Engine::matmul(const Weight& w, const float* x, int64_t n, float* out) {
+  const DType at = activation_type(w.type);
+  const size_t stride = row_bytes(at, w.cols);
+  if (s_->act.size() < stride * size_t(n)) s_->act.resize(stride * size_t(n));
+  uint8_t* act = s_->act.data();
+  pool_.parallel_for(n, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) quantize_activations(w.type, x + t * w.cols, act + size_t(t) * stride, w.cols);
+  });
+  pool_.parallel_for(w.rows, [&](int64_t b, int64_t e, int) {
+    for (int64_t r = b; r < e; ++r) {
+      const uint8_t* row = w.row(r);
+      for (int64_t t = 0; t < n; ++t)
+        out[t * w.rows + r] = vec_dot(w.type, w.cols, row, act + size_t(t) * stride);
+    }
+  });
+}
+
+const float* Engine::forward(Sequence& seq, const Token* tokens, int64_t n, const ForwardOptions& o) {
+  const ModelConfig& c = model_.config();
+  if (n <= 0) throw Error("forward pass needs at least one token");
+  if (seq.size() + n > n_ctx_)
+    throw Error(std::to_string(seq.size() + n) + " tokens do not fit the context of " +
+                std::to_string(n_ctx_) + " tokens");
+  for (int64_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= c.n_vocab)
+      throw Error("token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+
+  Scratch& s = *s_;
+  s.positions.resize(size_t(n));
+  for (int64_t i = 0; i < n; ++i) s.positions[size_t(i)] = seq.next_position() + int32_t(i);
+  const int64_t first = seq.append(tokens, s.positions.data(), n);
+
+  const int64_t q_dim = int64_t(c.n_head) * c.head_dim, kv_dim = int64_t(c.n_head_kv) * c.head_dim;
+  grow(s.x, size_t(n * c.n_embd));
+  grow(s.xn, size_t(n * std::max<int64_t>(c.n_embd, q_dim)));
+  grow(s.q, size_t(n * q_dim));
+  grow(s.k, size_t(n * kv_dim));
+  grow(s.v, size_t(n * kv_dim));
+  grow(s.attn, size_t(n * q_dim));
+  grow(s.gate, size_t(n * c.n_ff));
+  grow(s.up, size_t(n * c.n_ff));
+  grow(s.scores, size_t(pool_.size() * n_ctx_));
+  if (o.attention) o.attention->assign(size_t(n * seq.size()), 0.0f);
+
+  const Weight& embd = model_.token_embd();
+  for (int64_t t = 0; t < n; ++t)
+    dequantize_row(embd.type, embd.row(tokens[t]), &s.x[size_t(t * c.n_embd)], c.n_embd);
+  for (int il = 0; il < c.n_layer; ++il) layer(il, seq, first, n, o.attention);
+
+  const int64_t n_out = o.all_logits ? n : 1;
+  const float* last = &s.x[size_t((n - n_out) * c.n_embd)];
+  for (int64_t t = 0; t < n_out; ++t)
+    rms_norm(last + t * c.n_embd, model_.output_norm().data(), c.n_embd, c.rms_eps,
+             &s.xn[size_t(t * c.n_embd)]);
+  grow(s.logits, size_t(n_out * c.n_vocab));
+  matmul(model_.output(), s.xn.data(), n_out, s.logits.data());
+  return s.logits.data();
+}
+
+void Engine::layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention) {
+  const ModelConfig& c = model_.config();
+  const LayerWeights& w = model_.layer(il);
+  Scratch& s = *s_;
+  const int64_t q_dim = int64_t(c.n_head) * c.head_dim, kv_dim = int64_t(c.n_head_kv) * c.head_dim;
+
+  for (int64_t t = 0; t < n; ++t)
+    rms_norm(&s.x[size_t(t * c.n_embd)], w.attn_norm.data(), c.n_embd, c.rms_eps, &s.xn[size_t(t * c.n_embd)]);
+  matmul(w.wq, s.xn.data(), n, s.q.data());
+  matmul(w.wk, s.xn.data(), n, s.k.data());
+  matmul(w.wv, s.xn.data(), n, s.v.data());
+  for (int64_t t = 0; t < n; ++t) {
+    const int32_t pos = seq.positions()[size_t(first + t)];
+    rope(&s.q[size_t(t * q_dim)], c.n_head, c.head_dim, c.n_rot, pos, model_.rope_inv_freq());
+    rope(&s.k[size_t(t * kv_dim)], c.n_head_kv, c.head_dim, c.n_rot, pos, model_.rope_inv_freq());
+    store_kv(seq.pool(), seq.block_of(first + t), seq.slot_of(first + t), il, c.n_head_kv, c.head_dim,
+             &s.k[size_t(t * kv_dim)], &s.v[size_t(t * kv_dim)]);
+  }
+  this->attention(il, seq, first, n, attention);
+  matmul(w.wo, s.attn.data(), n, s.xn.data());
+  for (int64_t i = 0; i < n * c.n_embd; ++i) s.x[size_t(i)] += s.xn[size_t(i)];
+
+  for (int64_t t = 0; t < n; ++t)
+    rms_norm(&s.x[size_t(t * c.n_embd)], w.ffn_norm.data(), c.n_embd, c.rms_eps, &s.xn[size_t(t * c.n_embd)]);
+  matmul(w.w_gate, s.xn.data(), n, s.gate.data());
+  matmul(w.w_up, s.xn.data(), n, s.up.data());
+  swiglu(s.gate.data(), s.up.data(), n * c.n_ff);
+  matmul(w.w_down, s.gate.data(), n, s.xn.data());
+  for (int64_t i = 0; i < n * c.n_embd; ++i) s.x[size_t(i)] += s.xn[size_t(i)];
+}
+
+// Grouped-query causal attention: new token t sees entries 0..first+t of the sequence; query head
+// h reads KV head h / (n_head / n_head_kv). K and V come from the f16 cache.
+void Engine::attention(int il, const Sequence& seq, int64_t first, int64_t n,
+                       std::vector<float>* attention) {
+  const ModelConfig& c = model_.config();
+  Scratch& s = *s_;
+  const int group = c.n_head / c.n_head_kv;
+  const float scale = 1.0f / std::sqrt(float(c.head_dim));
+  const int64_t q_dim = int64_t(c.n_head) * c.head_dim, n_seq = seq.size();
+  const KvPool& kv = seq.pool();
+  const int bt = kv.shape().block_tokens;
+
+  auto one_head = [&](int64_t t, int h, float* scores) {
+    const float* q = &s.q[size_t(t * q_dim + h * c.head_dim)];
+    float* out = &s.attn[size_t(t * q_dim + h * c.head_dim)];
+    const int64_t n_see = first + t + 1;
+    const int kvh = h / group;
+    for (int64_t j = 0; j < n_see; ++j)
+      scores[j] = dot_f32_f16(q, kv.k(seq.block_of(j), il, kvh) + size_t(j % bt) * size_t(c.head_dim),
+                              c.head_dim) * scale;
+    softmax(scores, n_see);
+    std::fill(out, out + c.head_dim, 0.0f);
+    for (int64_t j = 0; j < n_see; ++j)
+      axpy_f16(scores[j], kv.v(seq.block_of(j), il, kvh) + size_t(j % bt) * size_t(c.head_dim), out,
+               c.head_dim);
+  };
+
+  if (!attention) {
+    pool_.parallel_for(n * c.n_head, [&](int64_t b, int64_t e, int thread) {
+      for (int64_t i = b; i < e; ++i)
+        one_head(i / c.n_head, int(i % c.n_head), &s.scores[size_t(thread * n_ctx_)]);
+    });
+    return;
+  }
+  // Reporting attention: one thread owns each token's row, summing heads in a fixed order.
+  pool_.parallel_for(n, [&](int64_t b, int64_t e, int thread) {
+    float* scores = &s.scores[size_t(thread * n_ctx_)];
+    for (int64_t t = b; t < e; ++t) {
+      float* row = &(*attention)[size_t(t * n_seq)];
+      for (int h = 0; h < c.n_head; ++h) {
+        one_head(t, h, scores);
+        for (int64_t j = 0; j <= first + t; ++j) row[j] += scores[j];
+      }
+    }
+  });
+}
+
+}  // namespace kvstash

@@ -1,0 +1,100 @@
+#include "kvstash/generate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "kvstash/error.h"
+
+namespace kvstash {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>& prompt,
+                        const GenerateOptions& o, const std::function<void(const std::string&)>& on_text) {
+  if (prompt.empty()) throw Error("prompt is empty");
+  if (o.n_predict < 0) throw Error("-n must be >= 0");
+  if (seq.size() + int64_t(prompt.size()) > engine.n_ctx())
+    throw Error("prompt of " + std::to_string(seq.size() + int64_t(prompt.size())) +
+                " tokens does not fit the context of " + std::to_string(engine.n_ctx()) + " tokens");
+  const Tokenizer& tok = engine.model().tokenizer();
+  const int n_vocab = engine.model().config().n_vocab;
+  Sampler sampler(o.sampling);
+  GenerateResult r;
+  r.prompt_tokens = int64_t(prompt.size());
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const float* logits = nullptr;
+  for (size_t at = 0; at < prompt.size(); at += size_t(o.prefill_chunk)) {
+    const int64_t n = std::min<int64_t>(o.prefill_chunk, int64_t(prompt.size() - at));
+    logits = engine.forward(seq, &prompt[at], n);
+  }
+  const double prefill_s = seconds_since(t0);
+  r.prefill_tokens_per_s = double(prompt.size()) / std::max(prefill_s, 1e-9);
+
+  TextStream stream(tok);
+  std::vector<Token> history = seq.tokens();
+  const auto t1 = std::chrono::steady_clock::now();
+  r.stop_reason = "length";
+  for (int i = 0; i < o.n_predict; ++i) {
+    const Token next = sampler.sample(logits, n_vocab, history);
+    if (i == 0) r.time_to_first_token_ms = 1000.0 * seconds_since(t0);
+    if (tok.is_end_of_generation(next)) {
+      r.stop_reason = "eos";
+      break;
+    }
+    r.tokens.push_back(next);
+    history.push_back(next);
+    const std::string piece = stream.push(next);
+    r.text += piece;
+    if (on_text && !piece.empty()) on_text(piece);
+    if (i + 1 < o.n_predict) {
+      if (seq.size() + 1 > engine.n_ctx()) break;
+      logits = engine.forward(seq, &next, 1);
+    }
+  }
+  const std::string rest = stream.flush();
+  r.text += rest;
+  if (on_text && !rest.empty()) on_text(rest);
+  const double decode_s = seconds_since(t1);
+  if (r.tokens.size() > 1) r.decode_tokens_per_s = double(r.tokens.size() - 1) / std::max(decode_s, 1e-9);
+  return r;
+}
+
+double log_prob(const float* logits, int n_vocab, Token target) {
+  float max = logits[0];
+  for (int i = 1; i < n_vocab; ++i) max = std::max(max, logits[i]);
+  double sum = 0;
+  for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i]) - double(max));
+  return double(logits[target]) - double(max) - std::log(sum);
+}
+
+PerplexityResult perplexity(Engine& engine, const std::vector<Token>& tokens, int64_t ctx) {
+  if (ctx < 2) throw Error("--ctx must be at least 2");
+  if (ctx > engine.n_ctx())
+    throw Error("--ctx " + std::to_string(ctx) + " exceeds the context of " + std::to_string(engine.n_ctx()));
+  if (tokens.size() < 2) throw Error("text has fewer than 2 tokens");
+  const int n_vocab = engine.model().config().n_vocab;
+  PerplexityResult r;
+  r.tokens = int64_t(tokens.size());
+  double nll = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t at = 0; at + 1 < tokens.size(); at += size_t(ctx)) {
+    const int64_t n = std::min<int64_t>(ctx, int64_t(tokens.size() - at));
+    Sequence seq = engine.new_sequence();
+    const float* logits = engine.forward(seq, &tokens[at], n, ForwardOptions{.all_logits = true});
+    for (int64_t i = 1; i < n; ++i) nll -= log_prob(logits + (i - 1) * n_vocab, n_vocab, tokens[at + size_t(i)]);
+    r.scored += n - 1;
+    ++r.windows;
+  }
+  r.tokens_per_s = double(r.tokens) / std::max(seconds_since(t0), 1e-9);
+  r.mean_nll = nll / double(r.scored);
+  r.perplexity = std::exp(r.mean_nll);
+  return r;
+}
+
+}  // namespace kvstash

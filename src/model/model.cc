@@ -1,0 +1,86 @@
+#include "kvstash/model.h"
+
+#include <cmath>
+#include <cstdlib>
+
+#include "kvstash/error.h"
+#include "kvstash/kernels.h"
+
+namespace kvstash {
+
+namespace {
+
+Weight matrix(const GgufFile& f, const std::string& name, int64_t cols, int64_t rows) {
+  const GgufTensor& t = f.tensor(name);
+  const DTypeInfo& info = dtype_info(t.type_id);
+  if (!info.supported)
+    throw Error(f.path() + ": tensor '" + name + "' has unsupported tensor type " + dtype_name(t.type_id));
+  if (t.shape.size() != 2 || t.shape[0] != cols || t.shape[1] != rows)
+    throw Error(f.path() + ": tensor '" + name + "' has shape " + std::to_string(t.shape[0]) +
+                (t.shape.size() > 1 ? "x" + std::to_string(t.shape[1]) : "") + ", expected " +
+                std::to_string(cols) + "x" + std::to_string(rows));
+  return Weight{t.type(), cols, rows, row_bytes(t.type(), cols), t.data};
+}
+
+std::vector<float> vector_f32(const GgufFile& f, const std::string& name, int64_t n) {
+  const GgufTensor& t = f.tensor(name);
+  if (t.elements() != n || !dtype_info(t.type_id).supported)
+    throw Error(f.path() + ": tensor '" + name + "' must hold " + std::to_string(n) + " f32 values");
+  std::vector<float> out(static_cast<size_t>(n));
+  dequantize_row(t.type(), t.data, out.data(), n);
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& path) {
+  std::unique_ptr<Model> m(new Model());
+  m->file_ = GgufFile::open(path);
+  const GgufFile& f = *m->file_;
+  m->config_ = config_from_gguf(f);
+  ModelConfig& c = m->config_;
+  m->tokenizer_ = Tokenizer::from_gguf(f);
+
+  const GgufTensor& embd = f.tensor("token_embd.weight");
+  if (embd.shape.size() != 2) throw Error(path + ": tensor 'token_embd.weight' is not a matrix");
+  c.n_vocab = int(embd.shape[1]);
+  if (c.n_vocab != m->tokenizer_->n_vocab())
+    throw Error(path + ": token_embd.weight has " + std::to_string(c.n_vocab) +
+                " rows but the vocabulary has " + std::to_string(m->tokenizer_->n_vocab()) + " tokens");
+  m->token_embd_ = matrix(f, "token_embd.weight", c.n_embd, c.n_vocab);
+  m->output_ = f.find_tensor("output.weight") ? matrix(f, "output.weight", c.n_embd, c.n_vocab)
+                                               : m->token_embd_;
+  m->output_norm_ = vector_f32(f, "output_norm.weight", c.n_embd);
+
+  const int64_t q_dim = int64_t(c.n_head) * c.head_dim, kv_dim = int64_t(c.n_head_kv) * c.head_dim;
+  for (int i = 0; i < c.n_layer; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    LayerWeights l;
+    l.attn_norm = vector_f32(f, p + "attn_norm.weight", c.n_embd);
+    l.ffn_norm = vector_f32(f, p + "ffn_norm.weight", c.n_embd);
+    l.wq = matrix(f, p + "attn_q.weight", c.n_embd, q_dim);
+    l.wk = matrix(f, p + "attn_k.weight", c.n_embd, kv_dim);
+    l.wv = matrix(f, p + "attn_v.weight", c.n_embd, kv_dim);
+    l.wo = matrix(f, p + "attn_output.weight", q_dim, c.n_embd);
+    l.w_gate = matrix(f, p + "ffn_gate.weight", c.n_embd, c.n_ff);
+    l.w_up = matrix(f, p + "ffn_up.weight", c.n_embd, c.n_ff);
+    l.w_down = matrix(f, p + "ffn_down.weight", c.n_ff, c.n_embd);
+    m->layers_.push_back(std::move(l));
+  }
+
+  // theta_i = pos / linear_scale * base^(-2i/n_rot) / freq_factor_i (llama-3 stores the factors).
+  const int n_pairs = c.n_rot / 2;
+  std::vector<float> factors(size_t(n_pairs), 1.0f);
+  if (f.find_tensor("rope_freqs.weight")) factors = vector_f32(f, "rope_freqs.weight", n_pairs);
+  for (int i = 0; i < n_pairs; ++i)
+    m->rope_inv_freq_.push_back(std::pow(double(c.rope_base), -2.0 * i / c.n_rot) /
+                                double(factors[size_t(i)]) / double(c.rope_linear_scale));
+  return m;
+}
+
+std::string default_model_path() {
+  if (const char* env = std::getenv("KVSTASH_MODEL"); env && *env) return env;
+  return KVSTASH_DEFAULT_MODEL;
+}
+
+}  // namespace kvstash

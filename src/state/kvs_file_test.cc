@@ -1,0 +1,293 @@
+// The .kvs file on small synthetic states: exact round trip, layout rules, and every way a file can
+// be broken (truncated, flipped bytes, another version, not a .kvs file, a failed save).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "kvstash/error.h"
+#include "kvstash/state.h"
+#include "state/kvs_format.h"
+
+namespace kvstash {
+namespace {
+
+namespace fs = std::filesystem;
+
+// 2 layers, 2 KV heads of 8 values, a vocabulary of 50: a 5-token state is ~2.5 KB.
+State make_state(int64_t n, uint32_t seed = 1) {
+  std::mt19937 rng(seed);
+  State s;
+  s.model_fingerprint = "0123456789abcdef0123456789abcdef";
+  s.arch = StateArch{2, 4, 2, 8, 8, 50, 10000.0f, 1.0f};
+  int32_t pos = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    s.tokens.push_back(Token(rng() % 50));
+    pos += 1 + int32_t(rng() % 3);  // gaps, as after eviction
+    s.positions.push_back(pos);
+  }
+  if (n > 0)
+    for (int i = 0; i < s.arch.n_vocab; ++i) s.logits.push_back(float(int(rng() % 20001) - 10000) / 997.0f);
+  s.allocate_kv();
+  for (int l = 0; l < s.arch.n_layer; ++l)
+    for (size_t i = 0; i < s.kv_elements(); ++i) {
+      s.mutable_k(l)[i] = uint16_t(rng());
+      s.mutable_v(l)[i] = uint16_t(rng());
+    }
+  return s;
+}
+
+void expect_same(const State& a, const State& b) {
+  EXPECT_EQ(a.model_fingerprint, b.model_fingerprint);
+  EXPECT_TRUE(a.arch == b.arch);
+  EXPECT_EQ(a.cache_type, b.cache_type);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.positions, b.positions);
+  ASSERT_EQ(a.logits.size(), b.logits.size());
+  EXPECT_EQ(0, std::memcmp(a.logits.data(), b.logits.data(), a.logits.size() * sizeof(float)));
+  ASSERT_EQ(a.kv_elements(), b.kv_elements());
+  for (int l = 0; l < a.arch.n_layer && a.kv_elements() > 0; ++l) {
+    EXPECT_EQ(0, std::memcmp(a.k(l), b.k(l), a.kv_elements() * 2)) << "k." << l;
+    EXPECT_EQ(0, std::memcmp(a.v(l), b.v(l), a.kv_elements() * 2)) << "v." << l;
+  }
+}
+
+class StateFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/kvstash_state_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
+  static std::string read(const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }
+  static void write(const std::string& p, const std::string& bytes) {
+    std::ofstream f(p, std::ios::binary | std::ios::trunc);
+    f.write(bytes.data(), std::streamsize(bytes.size()));
+  }
+  // The error load_state throws for a file holding `bytes` ("" if it loads).
+  std::string load_error(const std::string& bytes) {
+    const std::string p = path("broken.kvs");
+    write(p, bytes);
+    try {
+      load_state(p);
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      EXPECT_EQ(what.find('\n'), std::string::npos) << "error is not one line: " << what;
+      EXPECT_EQ(what.rfind(p + ": ", 0), 0u) << "error does not name the file: " << what;
+      return what.substr(p.size() + 2);
+    }
+    return "";
+  }
+  static nlohmann::json header(const std::string& bytes) {
+    const uint64_t n = kvs::get_u64le(reinterpret_cast<const uint8_t*>(bytes.data()));
+    return nlohmann::json::parse(bytes.substr(8, n));
+  }
+
+  std::string dir_;
+};
+
+TEST_F(StateFile, SaveLoadRoundTripIsExact) {
+  for (int64_t n : {0, 1, 5, 16, 37}) {
+    const State s = make_state(n, uint32_t(n + 1));
+    save_state(s, path("s.kvs"));
+    const State t = load_state(path("s.kvs"));
+    SCOPED_TRACE("tokens " + std::to_string(n));
+    expect_same(s, t);
+    for (int l = 0; l < t.arch.n_layer && n > 0; ++l) {  // zero-copy views, aligned for SIMD loads
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t.k(l)) % 64, 0u);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t.v(l)) % 64, 0u);
+    }
+  }
+}
+
+TEST_F(StateFile, LoadedStateOutlivesTheFile) {
+  const State s = make_state(9);
+  save_state(s, path("s.kvs"));
+  State t = load_state(path("s.kvs"));
+  fs::remove(path("s.kvs"));
+  const State copy = t;  // shares the mapping
+  t = State();
+  expect_same(s, copy);
+}
+
+TEST_F(StateFile, HeaderIsPaddedAndEveryTensorIsAligned) {
+  const State s = make_state(5);
+  save_state(s, path("s.kvs"));
+  const std::string bytes = read(path("s.kvs"));
+  const uint64_t n = kvs::get_u64le(reinterpret_cast<const uint8_t*>(bytes.data()));
+  EXPECT_EQ((8 + n) % 64, 0u);
+  const nlohmann::json h = header(bytes);
+  EXPECT_EQ(h["__metadata__"]["format"], "kvstash.state");
+  EXPECT_EQ(h["__metadata__"]["format_version"], "1");
+  EXPECT_EQ(h["__metadata__"]["n_tokens"], "5");
+  EXPECT_EQ(h["k.1"]["shape"], nlohmann::json({2, 5, 8}));
+  EXPECT_EQ(h["tokens"]["dtype"], "I32");
+  EXPECT_EQ(h["__pad.tokens"]["shape"], nlohmann::json({44}));  // 20 bytes of tokens + 44 = 64
+  uint64_t end = 0;
+  for (const auto& [name, t] : h.items()) {
+    if (name == "__metadata__") continue;
+    EXPECT_EQ(t["data_offsets"][0].get<uint64_t>() % 64, 0u) << name;
+    end = std::max(end, t["data_offsets"][1].get<uint64_t>());
+  }
+  EXPECT_EQ(8 + n + end, bytes.size());
+}
+
+TEST_F(StateFile, TruncatedFileIsRejected) {
+  save_state(make_state(5), path("s.kvs"));
+  const std::string bytes = read(path("s.kvs"));
+  EXPECT_EQ(load_error(""), "empty file (not a .kvs state)");
+  for (size_t len = 1; len < bytes.size(); ++len) {
+    const std::string err = load_error(bytes.substr(0, len));
+    EXPECT_EQ(err.rfind("truncated file (", 0), 0u) << "length " << len << ": " << err;
+  }
+}
+
+TEST_F(StateFile, FlippedByteInEveryTensorIsDetected) {
+  save_state(make_state(5), path("s.kvs"));
+  const std::string bytes = read(path("s.kvs"));
+  const uint64_t start = 8 + kvs::get_u64le(reinterpret_cast<const uint8_t*>(bytes.data()));
+  int tensors = 0;
+  for (const auto& [name, t] : header(bytes).items()) {
+    if (name == "__metadata__") continue;
+    const uint64_t b = t["data_offsets"][0], e = t["data_offsets"][1];
+    for (uint64_t at : {b, (b + e) / 2, e - 1}) {
+      std::string broken = bytes;
+      broken[start + at] ^= 0x10;
+      const std::string want = name.rfind("__pad.", 0) == 0
+                                   ? "nonzero padding in '" + name + "' (file corrupted)"
+                                   : "checksum mismatch in tensor '" + name + "' (file corrupted)";
+      EXPECT_EQ(load_error(broken), want) << "byte " << at << " of " << name;
+    }
+    ++tensors;
+  }
+  EXPECT_EQ(tensors, 2 * 2 + 3 + 1);  // k/v of 2 layers, logits, tokens, positions, one pad
+}
+
+TEST_F(StateFile, FlippedByteAnywhereIsDetected) {
+  save_state(make_state(3), path("s.kvs"));
+  const std::string bytes = read(path("s.kvs"));
+  for (uint8_t mask : {0x01, 0x80}) {
+    for (size_t at = 0; at < bytes.size(); ++at) {
+      std::string broken = bytes;
+      broken[at] = char(broken[at] ^ mask);
+      EXPECT_NE(load_error(broken), "") << "flip 0x" << std::hex << int(mask) << std::dec << " at byte " << at;
+    }
+  }
+}
+
+TEST_F(StateFile, WrongVersionIsRejected) {
+  save_state(make_state(3), path("s.kvs"));
+  std::string bytes = read(path("s.kvs"));
+  const std::string v1 = "\"format_version\":\"1\"";
+  const size_t at = bytes.find(v1);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + v1.size() - 2] = '2';
+  EXPECT_EQ(load_error(bytes), "unsupported .kvs format version 2 (this kvstash reads 1)");
+}
+
+TEST_F(StateFile, EditedMetadataIsRejected) {
+  save_state(make_state(3), path("s.kvs"));
+  std::string bytes = read(path("s.kvs"));
+  const size_t at = bytes.find("\"rope_base\":\"10000\"");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 17] = '2';  // "20000": a well-formed value, but not the one the checksum covers
+  EXPECT_EQ(load_error(bytes), "metadata checksum mismatch (header corrupted)");
+}
+
+TEST_F(StateFile, TrailingBytesAreRejected) {
+  save_state(make_state(3), path("s.kvs"));
+  const std::string err = load_error(read(path("s.kvs")) + "x");
+  EXPECT_EQ(err.rfind("1 unexpected bytes after the last tensor", 0), 0u) << err;
+}
+
+TEST_F(StateFile, NotAKvsFileIsRejected) {
+  using namespace std::string_literals;
+  for (const std::string& bytes : {"hello, world\n"s, "GGUF\x03\0\0\0\x01\0\0\0\0\0\0\0"s, "hello"s}) {
+    const std::string err = load_error(bytes);
+    EXPECT_EQ(err.rfind("not a .kvs file (no safetensors header", 0), 0u) << err;
+  }
+  // A safetensors file of someone else's tensors.
+  std::string other = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  std::string len(8, '\0');
+  kvs::put_u64le(reinterpret_cast<uint8_t*>(len.data()), other.size());
+  EXPECT_EQ(load_error(len + other + "abcd"), "not a .kvs file (a safetensors file without kvstash.state metadata)");
+  other = R"({"__metadata__":{"format":"pt"}})";
+  kvs::put_u64le(reinterpret_cast<uint8_t*>(len.data()), other.size());
+  EXPECT_EQ(load_error(len + other), "not a .kvs file (format 'pt', expected 'kvstash.state')");
+  std::string junk(8, '\0');
+  kvs::put_u64le(reinterpret_cast<uint8_t*>(junk.data()), 3);
+  EXPECT_EQ(load_error(junk + "abc"), "not a .kvs file (no safetensors JSON header)");
+
+  EXPECT_THROW(load_state(path("missing.kvs")), Error);
+  try {
+    load_state(dir_);
+    ADD_FAILURE() << "a directory loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), dir_ + ": not a regular file");
+  }
+}
+
+TEST_F(StateFile, InconsistentStateIsNotSaved) {
+  State s = make_state(4);
+  s.logits.pop_back();
+  EXPECT_THROW(save_state(s, path("s.kvs")), Error);
+  s = make_state(4);
+  s.positions[2] = s.positions[1];
+  EXPECT_THROW(save_state(s, path("s.kvs")), Error);
+  s = make_state(4);
+  s.tokens.push_back(1);  // K/V no longer match the token count
+  s.positions.push_back(1000);
+  EXPECT_FALSE(s.has_kv());
+  EXPECT_THROW(save_state(s, path("s.kvs")), Error);
+  EXPECT_TRUE(fs::is_empty(dir_));
+}
+
+// A save that fails part-way (the file-size limit stands in for a full disk) leaves the file
+// already there intact and no temp file behind.
+TEST_F(StateFile, SaveIsAtomic) {
+  const State old_state = make_state(3, 7);
+  save_state(old_state, path("s.kvs"));
+  const std::string before = read(path("s.kvs"));
+
+  rlimit old_limit;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  sighandler_t old_handler = signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old_limit;
+  small.rlim_cur = 1000;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::string err;
+  try {
+    save_state(make_state(40, 8), path("s.kvs"));
+  } catch (const Error& e) {
+    err = e.what();
+  }
+  setrlimit(RLIMIT_FSIZE, &old_limit);
+  signal(SIGXFSZ, old_handler);
+  EXPECT_NE(err.find("cannot save state (writing"), std::string::npos) << err;
+  EXPECT_EQ(read(path("s.kvs")), before);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1) << "temp file left";
+  expect_same(old_state, load_state(path("s.kvs")));
+
+  // The rename fails (the target is a directory): the temp file is removed.
+  fs::create_directory(path("d.kvs"));
+  EXPECT_THROW(save_state(old_state, path("d.kvs")), Error);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 2) << "temp file left";
+  // No such directory.
+  EXPECT_THROW(save_state(old_state, path("nowhere/s.kvs")), Error);
+}
+
+}  // namespace
+}  // namespace kvstash

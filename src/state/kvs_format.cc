@@ -1,0 +1,63 @@
+#include "state/kvs_format.h"
+
+#include <xxhash.h>
+
+#include <charconv>
+#include <cstdio>
+
+namespace kvstash::kvs {
+
+std::vector<TensorSlot> tensor_layout(const StateArch& a, uint64_t tokens, uint64_t logits_len) {
+  const std::vector<uint64_t> kv_shape = {uint64_t(a.n_head_kv), tokens, uint64_t(a.head_dim)};
+  std::vector<TensorSlot> slots;
+  uint64_t at = 0;
+  auto add = [&](std::string name, const char* dtype, std::vector<uint64_t> shape, uint64_t elem) {
+    uint64_t bytes = elem;
+    for (uint64_t d : shape) bytes *= d;
+    if (at % kAlign != 0) {  // pad after the previous tensor so this one starts aligned
+      const uint64_t pad = kAlign - at % kAlign;
+      slots.push_back({kPadPrefix + slots.back().name, "U8", {pad}, at, at + pad});
+      at += pad;
+    }
+    slots.push_back({std::move(name), dtype, std::move(shape), at, at + bytes});
+    at += bytes;
+  };
+  for (int l = 0; l < a.n_layer; ++l) {
+    add("k." + std::to_string(l), "F16", kv_shape, 2);
+    add("v." + std::to_string(l), "F16", kv_shape, 2);
+  }
+  add("logits", "F32", {logits_len}, 4);
+  add("tokens", "I32", {tokens}, 4);
+  add("positions", "I32", {tokens}, 4);
+  return slots;
+}
+
+std::string hash_hex64(const void* data, size_t size) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(XXH3_64bits(data, size)));
+  return buf;
+}
+
+std::string metadata_checksum(const std::map<std::string, std::string>& metadata) {
+  std::string bytes;
+  auto put = [&](const std::string& s) {
+    uint8_t len[4];
+    put_u32le(len, uint32_t(s.size()));
+    bytes.append(reinterpret_cast<const char*>(len), 4);
+    bytes += s;
+  };
+  for (const auto& [key, value] : metadata) {
+    if (key == kMetadataChecksumKey) continue;
+    put(key);
+    put(value);
+  }
+  return hash_hex64(bytes.data(), bytes.size());
+}
+
+std::string float_text(float f) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, f);
+  return std::string(buf, r.ptr);
+}
+
+}  // namespace kvstash::kvs

@@ -1,0 +1,64 @@
+// Constants and the fixed tensor layout of the .kvs state file. The format is specified in
+// docs/format-kvs.md: change both together, and bump kKvsVersion for any change readers would
+// misread.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kvstash/state.h"
+
+namespace kvstash::kvs {
+
+inline constexpr char kFormatName[] = "kvstash.state";
+inline constexpr int kVersion = 1;
+inline constexpr uint64_t kAlign = 64;                     // data and every tensor start here
+inline constexpr uint64_t kMaxHeaderBytes = 64ull << 20;   // a longer header is not ours
+inline constexpr char kMetadataChecksumKey[] = "checksum.metadata";
+inline constexpr char kChecksumPrefix[] = "checksum.";
+inline constexpr char kPadPrefix[] = "__pad.";
+
+// One tensor of the byte buffer, at its offsets from the start of the buffer.
+struct TensorSlot {
+  std::string name;
+  std::string dtype;           // safetensors dtype: "F16", "I32", "F32", "U8" (padding)
+  std::vector<uint64_t> shape;
+  uint64_t begin = 0, end = 0;
+  bool padding() const { return name.rfind(kPadPrefix, 0) == 0; }
+};
+
+// Every tensor of a state with `tokens` entries, in file order: k.0 v.0 k.1 v.1 ... logits tokens
+// positions, each followed by "__pad.<name>" (U8, zero bytes) when the next tensor would not
+// start at a multiple of kAlign. logits_len is n_vocab, or 0 for an empty state.
+std::vector<TensorSlot> tensor_layout(const StateArch& arch, uint64_t tokens, uint64_t logits_len);
+
+// xxh3-64 as 16 lowercase hex digits.
+std::string hash_hex64(const void* data, size_t size);
+// The checksum of the metadata entries (all but kMetadataChecksumKey), sorted by key:
+// u32le len(key), key, u32le len(value), value for each; xxh3-64 hex.
+std::string metadata_checksum(const std::map<std::string, std::string>& metadata);
+
+// Little-endian encoding, independent of the host.
+inline void put_u32le(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
+}
+inline void put_u64le(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = uint8_t(v >> (8 * i));
+}
+inline uint32_t get_u32le(const uint8_t* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+inline uint64_t get_u64le(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+// Floats in metadata: the shortest decimal that reads back to the same float.
+std::string float_text(float f);
+
+}  // namespace kvstash::kvs

@@ -1,0 +1,312 @@
+// load_state: the .kvs reader (docs/format-kvs.md). Maps the file, checks every byte (header
+// structure, metadata checksum, the fixed tensor layout, file size, tensor checksums, zero padding)
+// and returns a State whose K/V point into the mapping. Never reads outside the mapping.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "kvstash/error.h"
+#include "state/check.h"
+#include "state/kvs_format.h"
+
+namespace kvstash {
+
+static_assert(std::endian::native == std::endian::little, "kvstash .kvs I/O assumes a little-endian host");
+
+void set_views(State& s, std::shared_ptr<const void> keep, std::vector<const uint16_t*> k,
+               std::vector<const uint16_t*> v);
+
+namespace {
+
+using json = nlohmann::json;
+
+// A string from the file, fit for a one-line message (at most 64 bytes, escaped).
+std::string plain(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < 64; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f) out += char(c);
+    else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  return out + (s.size() > 64 ? "..." : "");
+}
+std::string quote(const std::string& s) { return "'" + plain(s) + "'"; }
+
+struct Mapping {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  std::shared_ptr<const void> keep;  // unmaps when the last user goes
+};
+
+Mapping map_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw Error(path + ": cannot stat: " + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(path + ": not a regular file");
+  }
+  Mapping m;
+  m.size = size_t(st.st_size);
+  if (m.size > 0) {
+    void* p = ::mmap(nullptr, m.size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      throw Error(path + ": cannot map: " + std::strerror(err));
+    }
+    const size_t size = m.size;
+    m.data = static_cast<const uint8_t*>(p);
+    m.keep = std::shared_ptr<const void>(p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
+  }
+  ::close(fd);
+  return m;
+}
+
+class Reader {
+ public:
+  Reader(const std::string& path, const Mapping& m) : path_(path), m_(m) {}
+  State read();
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const { throw Error(path_ + ": " + what); }
+  uint64_t header_length() const;
+  json parse_header(uint64_t n) const;
+  std::map<std::string, std::string> metadata(const json& header) const;
+  int64_t int_value(const std::map<std::string, std::string>& meta, const char* key, int64_t max) const;
+  float float_value(const std::map<std::string, std::string>& meta, const char* key) const;
+  const std::string& string_value(const std::map<std::string, std::string>& meta, const char* key) const;
+  void check_directory(const json& header, const std::vector<kvs::TensorSlot>& slots) const;
+
+  const std::string& path_;
+  const Mapping& m_;
+};
+
+uint64_t Reader::header_length() const {
+  const uint8_t* b = m_.data;
+  if (m_.size == 0) fail("empty file (not a .kvs state)");
+  if (m_.size < 8) {
+    // A prefix of a plausible header length (below kMaxHeaderBytes = 2^26) is a truncated file.
+    bool plausible = m_.size < 4 || b[3] < 4;
+    for (size_t i = 4; i < m_.size; ++i) plausible = plausible && b[i] == 0;
+    if (plausible) fail("truncated file (" + std::to_string(m_.size) + " bytes, shorter than the 8-byte header length)");
+    fail("not a .kvs file (no safetensors header)");
+  }
+  const uint64_t n = kvs::get_u64le(b);
+  if (n < 2 || n > kvs::kMaxHeaderBytes)
+    fail("not a .kvs file (no safetensors header: header length " + std::to_string(n) + " is implausible)");
+  if (m_.size > 8 && b[8] != '{') fail("not a .kvs file (no safetensors JSON header)");
+  if (n > m_.size - 8)
+    fail("truncated file (" + std::to_string(m_.size) + " bytes; the header alone needs " +
+         std::to_string(8 + n) + ")");
+  return n;
+}
+
+json Reader::parse_header(uint64_t n) const {
+  const char* h = reinterpret_cast<const char*>(m_.data + 8);
+  // The JSON object, then only spaces (0x20) up to the end of the header.
+  uint64_t end = n;
+  while (end > 0 && h[end - 1] == ' ') --end;
+  if (end == 0 || h[end - 1] != '}') fail("corrupt header (the JSON object must end in '}' followed only by spaces)");
+  struct TooDeep {};
+  try {
+    return json::parse(h, h + end, [](int depth, json::parse_event_t, json&) {
+      if (depth > 4) throw TooDeep{};
+      return true;
+    });
+  } catch (const TooDeep&) {
+    fail("corrupt header (JSON nested too deeply)");
+  } catch (const json::parse_error& e) {
+    fail("corrupt header (invalid JSON at byte " + std::to_string(8 + e.byte) + ")");
+  } catch (const json::exception&) {
+    fail("corrupt header (invalid JSON)");
+  }
+}
+
+std::map<std::string, std::string> Reader::metadata(const json& header) const {
+  if (!header.is_object()) fail("not a .kvs file (the safetensors header is not a JSON object)");
+  const auto it = header.find("__metadata__");
+  if (it == header.end() || !it->is_object() || !it->contains("format"))
+    fail("not a .kvs file (a safetensors file without kvstash.state metadata)");
+  std::map<std::string, std::string> meta;
+  for (const auto& [key, value] : it->items()) {
+    if (!value.is_string()) fail("corrupt header (metadata value of " + quote(key) + " is not a string)");
+    meta[key] = value.get<std::string>();
+  }
+  if (meta["format"] != kvs::kFormatName)
+    fail("not a .kvs file (format " + quote(meta["format"]) + ", expected '" + kvs::kFormatName + "')");
+  const std::string& version = meta["format_version"];
+  if (version != std::to_string(kvs::kVersion))
+    fail("unsupported .kvs format version " + (version.empty() ? std::string("(missing)") : plain(version)) +
+         " (this kvstash reads " + std::to_string(kvs::kVersion) + ")");
+  const auto sum = meta.find(kvs::kMetadataChecksumKey);
+  if (sum == meta.end()) fail("corrupt header (no metadata checksum)");
+  if (sum->second != kvs::metadata_checksum(meta)) fail("metadata checksum mismatch (header corrupted)");
+  return meta;
+}
+
+const std::string& Reader::string_value(const std::map<std::string, std::string>& meta, const char* key) const {
+  const auto it = meta.find(key);
+  if (it == meta.end()) fail(std::string("missing metadata key '") + key + "'");
+  return it->second;
+}
+
+int64_t Reader::int_value(const std::map<std::string, std::string>& meta, const char* key, int64_t max) const {
+  const std::string& s = string_value(meta, key);
+  int64_t v = -1;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || s[0] == '-' || r.ec != std::errc() || r.ptr != s.data() + s.size() || v > max)
+    fail(std::string("invalid metadata ") + key + " " + quote(s));
+  return v;
+}
+
+float Reader::float_value(const std::map<std::string, std::string>& meta, const char* key) const {
+  const std::string& s = string_value(meta, key);
+  float v = 0;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || !std::isfinite(v) || !(v > 0))
+    fail(std::string("invalid metadata ") + key + " " + quote(s));
+  return v;
+}
+
+void Reader::check_directory(const json& header, const std::vector<kvs::TensorSlot>& slots) const {
+  for (const kvs::TensorSlot& t : slots) {
+    const auto it = header.find(t.name);
+    if (it == header.end()) fail("missing tensor '" + t.name + "'");
+    const json& e = *it;
+    const bool ok = e.is_object() && e.size() == 3 && e.contains("dtype") && e.contains("shape") &&
+                    e.contains("data_offsets") && e["dtype"] == t.dtype && e["shape"] == json(t.shape) &&
+                    e["data_offsets"] == json({t.begin, t.end});
+    if (!ok)
+      fail("tensor '" + t.name + "' is " + quote(e.dump()) + ", expected dtype " + t.dtype + " shape " +
+           json(t.shape).dump() + " data_offsets [" + std::to_string(t.begin) + "," +
+           std::to_string(t.end) + "] (docs/format-kvs.md)");
+  }
+  if (header.size() != slots.size() + 1)
+    for (const auto& [key, value] : header.items()) {
+      bool known = key == "__metadata__";
+      for (const kvs::TensorSlot& t : slots) known = known || key == t.name;
+      if (!known) fail("unexpected tensor " + quote(key));
+    }
+}
+
+State Reader::read() {
+  const uint64_t n = header_length();
+  const json header = parse_header(n);
+  const std::map<std::string, std::string> meta = metadata(header);
+
+  State s;
+  StateArch& a = s.arch;
+  constexpr int64_t kMaxDim = 1 << 16, kMaxVocab = 1 << 24, kMaxTokens = int64_t(1) << 31;
+  a.n_layer = int(int_value(meta, "n_layer", kMaxDim));
+  a.n_head = int(int_value(meta, "n_head", kMaxDim));
+  a.n_head_kv = int(int_value(meta, "n_head_kv", kMaxDim));
+  a.head_dim = int(int_value(meta, "head_dim", kMaxDim));
+  a.n_rot = int(int_value(meta, "n_rot", kMaxDim));
+  a.n_vocab = int(int_value(meta, "n_vocab", kMaxVocab));
+  a.rope_base = float_value(meta, "rope_base");
+  a.rope_linear_scale = float_value(meta, "rope_linear_scale");
+  const int64_t n_tokens = int_value(meta, "n_tokens", kMaxTokens - 1);
+  s.model_fingerprint = string_value(meta, "model_fingerprint");
+  if (const std::string& d = string_value(meta, "cache_dtype"); d != "f16")
+    fail("unsupported cache_dtype " + quote(d) + " (this kvstash reads 'f16')");
+  if (const std::string& k = string_value(meta, "key_order"); k != "gguf")
+    fail("unsupported key_order " + quote(k) + " (this kvstash reads 'gguf')");
+  bool hex = s.model_fingerprint.size() == 32;
+  for (char c : s.model_fingerprint) hex = hex && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+  if (!hex) fail("invalid model_fingerprint " + quote(s.model_fingerprint));
+
+  // The payload size (without padding) in 128 bits: garbage dimensions must not overflow.
+  const uint64_t logits_len = n_tokens > 0 ? uint64_t(a.n_vocab) : 0;
+  const unsigned __int128 at_least = (unsigned __int128)(8 + n) +
+      (unsigned __int128)(4 * uint64_t(a.n_layer) * uint64_t(a.n_head_kv) * uint64_t(a.head_dim)) * uint64_t(n_tokens) +
+      4 * (logits_len + 2 * uint64_t(n_tokens));
+  if (at_least > m_.size)
+    fail("truncated file (" + std::to_string(m_.size) + " bytes; its header describes more than that)");
+  const std::vector<kvs::TensorSlot> slots = kvs::tensor_layout(a, uint64_t(n_tokens), logits_len);
+  const uint64_t data_start = 8 + n, file_size = data_start + slots.back().end;
+  if (m_.size < file_size)
+    fail("truncated file (" + std::to_string(m_.size) + " bytes, expected " + std::to_string(file_size) + ")");
+  if (m_.size > file_size)
+    fail(std::to_string(m_.size - file_size) + " unexpected bytes after the last tensor (expected " +
+         std::to_string(file_size) + " bytes)");
+  if (data_start % kvs::kAlign != 0) fail("corrupt header (data does not start at a multiple of 64 bytes)");
+  check_directory(header, slots);
+
+  const uint8_t* data = m_.data + data_start;
+  for (const kvs::TensorSlot& t : slots) {
+    const uint8_t* p = data + t.begin;
+    const size_t bytes = size_t(t.end - t.begin);
+    if (t.padding()) {
+      for (size_t i = 0; i < bytes; ++i)
+        if (p[i] != 0) fail("nonzero padding in '" + t.name + "' (file corrupted)");
+      continue;
+    }
+    const auto sum = meta.find(kvs::kChecksumPrefix + t.name);
+    if (sum == meta.end()) fail("missing checksum for tensor '" + t.name + "'");
+    if (sum->second != kvs::hash_hex64(p, bytes)) fail("checksum mismatch in tensor '" + t.name + "' (file corrupted)");
+  }
+
+  // Small tensors are decoded; K/V stay in the mapping.
+  auto slot = [&](const std::string& name) -> const kvs::TensorSlot& {
+    for (const kvs::TensorSlot& t : slots)
+      if (t.name == name) return t;
+    fail("missing tensor '" + name + "'");
+  };
+  auto decode32 = [&](const std::string& name, auto& out) {
+    const kvs::TensorSlot& t = slot(name);
+    out.resize(size_t(t.end - t.begin) / 4);
+    for (size_t i = 0; i < out.size(); ++i)
+      out[i] = std::bit_cast<typename std::decay_t<decltype(out)>::value_type>(kvs::get_u32le(data + t.begin + 4 * i));
+  };
+  decode32("tokens", s.tokens);
+  decode32("positions", s.positions);
+  decode32("logits", s.logits);
+  std::vector<const uint16_t*> k(size_t(a.n_layer)), v(size_t(a.n_layer));
+  for (const kvs::TensorSlot& t : slots)
+    if (!t.padding() && (t.name[0] == 'k' || t.name[0] == 'v') && t.name[1] == '.')
+      (t.name[0] == 'k' ? k : v)[std::stoul(t.name.substr(2))] =
+          reinterpret_cast<const uint16_t*>(data + t.begin);
+  set_views(s, m_.keep, std::move(k), std::move(v));
+  check_state(s, path_ + ": invalid state");
+  return s;
+}
+
+}  // namespace
+
+// A friend of State: K/V become views into the mapping, which `keep` holds open.
+void set_views(State& s, std::shared_ptr<const void> keep, std::vector<const uint16_t*> k,
+               std::vector<const uint16_t*> v) {
+  s.storage_ = std::move(keep);
+  s.owned_ = false;
+  s.k_ = std::move(k);
+  s.v_ = std::move(v);
+  s.kv_shape_[0] = s.arch.n_layer;
+  s.kv_shape_[1] = s.arch.n_head_kv;
+  s.kv_shape_[2] = s.size();
+  s.kv_shape_[3] = s.arch.head_dim;
+}
+
+State load_state(const std::string& path) {
+  const Mapping m = map_file(path);
+  return Reader(path, m).read();
+}
+
+}  // namespace kvstash

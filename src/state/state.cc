@@ -1,0 +1,66 @@
+// State storage and its consistency check.
+#include <algorithm>
+#include <cstring>
+#include <new>
+
+#include "kvstash/error.h"
+#include "state/check.h"
+
+namespace kvstash {
+
+void State::allocate_kv() {
+  constexpr size_t kAlignElems = 32;  // 64 bytes: every layer's K and V start aligned
+  const size_t stride = (kv_elements() + kAlignElems - 1) / kAlignElems * kAlignElems;
+  const size_t total = std::max<size_t>(2 * size_t(arch.n_layer) * stride, kAlignElems);
+  uint16_t* base = static_cast<uint16_t*>(::operator new(total * sizeof(uint16_t), std::align_val_t(64)));
+  storage_ = std::shared_ptr<const void>(base, [](const void* p) {
+    ::operator delete(const_cast<void*>(p), std::align_val_t(64));
+  });
+  owned_ = true;
+  kv_shape_[0] = arch.n_layer;
+  kv_shape_[1] = arch.n_head_kv;
+  kv_shape_[2] = size();
+  kv_shape_[3] = arch.head_dim;
+  k_.assign(size_t(arch.n_layer), nullptr);
+  v_.assign(size_t(arch.n_layer), nullptr);
+  for (size_t l = 0; l < size_t(arch.n_layer); ++l) {
+    k_[l] = base + 2 * l * stride;
+    v_[l] = base + (2 * l + 1) * stride;
+  }
+}
+
+uint16_t* State::mutable_k(int layer) {
+  if (!owned_) throw Error("state K/V storage is read-only (not allocated by allocate_kv)");
+  return const_cast<uint16_t*>(k_.at(size_t(layer)));
+}
+
+uint16_t* State::mutable_v(int layer) {
+  if (!owned_) throw Error("state K/V storage is read-only (not allocated by allocate_kv)");
+  return const_cast<uint16_t*>(v_.at(size_t(layer)));
+}
+
+void check_state(const State& s, const std::string& context) {
+  auto fail = [&](const std::string& what) { throw Error(context + ": " + what); };
+  const StateArch& a = s.arch;
+  if (a.n_layer <= 0 || a.n_head <= 0 || a.n_head_kv <= 0 || a.head_dim <= 0 || a.n_rot <= 0 ||
+      a.n_vocab <= 0 || a.n_rot > a.head_dim || a.n_head % a.n_head_kv != 0)
+    fail("invalid architecture parameters");
+  if (s.cache_type != DType::F16) fail("cache type " + dtype_name(uint32_t(s.cache_type)) + " is not f16");
+  if (s.positions.size() != s.tokens.size())
+    fail(std::to_string(s.tokens.size()) + " tokens but " + std::to_string(s.positions.size()) +
+         " positions");
+  for (size_t i = 0; i < s.tokens.size(); ++i) {
+    if (s.tokens[i] < 0 || s.tokens[i] >= a.n_vocab)
+      fail("token id " + std::to_string(s.tokens[i]) + " at entry " + std::to_string(i) +
+           " is outside the vocabulary of " + std::to_string(a.n_vocab));
+    if (s.positions[i] < 0 || (i > 0 && s.positions[i] <= s.positions[i - 1]))
+      fail("positions are not increasing at entry " + std::to_string(i));
+  }
+  const size_t want_logits = s.tokens.empty() ? 0 : size_t(a.n_vocab);
+  if (s.logits.size() != want_logits)
+    fail("logits hold " + std::to_string(s.logits.size()) + " values, expected " +
+         std::to_string(want_logits));
+  if (!s.tokens.empty() && !s.has_kv()) fail("no K/V data");
+}
+
+}  // namespace kvstash

@@ -1,0 +1,331 @@
+// AVX2 + FMA + F16C kernels. They reproduce the scalar kernels' bits: integer block sums are
+// exact however they are computed; the float steps are the same operations in the same order,
+// with the 8 lanes of the scalar code living in one __m256 (block b or element i -> lane b % 8
+// or i % 8). Main loops take 8 blocks (or 8 floats) at a time. f16 values convert with F16C,
+// which f16_test.cc proves bit-identical to the scalar conversions.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "tensor/kernels_impl.h"
+
+#define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace kvstash::detail {
+
+namespace {
+
+KV_AVX2 inline __m256i load256(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+KV_AVX2 inline __m128i load128(const void* p) {
+  return _mm_loadu_si128(static_cast<const __m128i*>(p));
+}
+
+KV_AVX2 inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Lane k of the result = sum of the 8 lanes of v[k].
+KV_AVX2 inline __m256i hsum8_i32(const __m256i v[8]) {
+  const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256i u0 = _mm256_hadd_epi32(t0, t1);  // halves: v0..v3 partial sums
+  const __m256i u1 = _mm256_hadd_epi32(t2, t3);  // halves: v4..v7 partial sums
+  return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                          _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+// The first 4 bytes of 8 consecutive blocks (stride bytes apart) as int32 lanes: the f16 scale
+// d in the low half, and for q4_1 / q8_1 the second f16 field (m or s) in the high half.
+KV_AVX2 inline int32_t load_i32(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+KV_AVX2 inline __m128i heads4(const uint8_t* p, size_t s0, size_t s1, size_t s2, size_t s3) {
+  __m128i v = _mm_cvtsi32_si128(load_i32(p + s0));
+  v = _mm_insert_epi32(v, load_i32(p + s1), 1);
+  v = _mm_insert_epi32(v, load_i32(p + s2), 2);
+  return _mm_insert_epi32(v, load_i32(p + s3), 3);
+}
+KV_AVX2 inline __m256i heads8(const void* blocks, size_t stride) {
+  const uint8_t* p = static_cast<const uint8_t*>(blocks);
+  return _mm256_set_m128i(heads4(p, 4 * stride, 5 * stride, 6 * stride, 7 * stride),
+                          heads4(p, 0, stride, 2 * stride, 3 * stride));
+}
+// For a last group of count < 8 blocks: lanes past the end repeat the last block (never read
+// past the row; the caller discards those lanes).
+KV_AVX2 inline __m256i heads_partial(const void* blocks, size_t stride, int count) {
+  const uint8_t* p = static_cast<const uint8_t*>(blocks);
+  const size_t last = size_t(count - 1) * stride;
+  const size_t s1 = std::min(stride, last), s2 = std::min(2 * stride, last),
+               s3 = std::min(3 * stride, last), s4 = std::min(4 * stride, last),
+               s5 = std::min(5 * stride, last), s6 = std::min(6 * stride, last);
+  return _mm256_set_m128i(heads4(p, s4, s5, s6, last), heads4(p, 0, s1, s2, s3));
+}
+
+// a and b hold 8 f16 bit patterns each in the low 16 bits of their int32 lanes (high bits zero).
+KV_AVX2 inline void f16_pairs_to_f32(__m256i a, __m256i b, __m256& fa, __m256& fb) {
+  // packus per 128-bit half gives [a0-3 b0-3 | a4-7 b4-7]; the permute makes [a0-7 | b0-7].
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
+  fa = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
+  fb = _mm256_cvtph_ps(_mm256_extracti128_si256(packed, 1));
+}
+KV_AVX2 inline __m256i low16(__m256i v) { return _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)); }
+
+// The float step of 8 blocks: exactly fma_q8 / fma_q4_1 of kernels_impl.h, lane by lane.
+KV_AVX2 inline __m256 step_q8(__m256 acc, __m256i xh, __m256i yh, __m256 isum) {
+  __m256 dw, dx;
+  f16_pairs_to_f32(low16(xh), low16(yh), dw, dx);
+  return _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), isum, acc);
+}
+KV_AVX2 inline __m256 step_q4_1(__m256 acc, __m256i xh, __m256i yh, __m256 isum) {
+  __m256 dw, mw, dx, sx;
+  f16_pairs_to_f32(low16(xh), _mm256_srli_epi32(xh, 16), dw, mw);
+  f16_pairs_to_f32(low16(yh), _mm256_srli_epi32(yh, 16), dx, sx);
+  acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), isum, acc);
+  return _mm256_fmadd_ps(mw, sx, acc);
+}
+
+// 16 packed bytes -> 32 bytes 0..15: low nibbles (elements 0..15), then high nibbles.
+KV_AVX2 inline __m256i nibbles32(const uint8_t* qs) {
+  // Both halves hold the 16 bytes; the upper half is shifted right by 4 (per 32-bit word, so a
+  // neighbour's bits enter each byte's top nibble, which the mask clears).
+  const __m256i q = _mm256_broadcastsi128_si256(load128(qs));
+  const __m256i shifted = _mm256_srlv_epi32(q, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+  return _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F));
+}
+
+// Per-block integer dot products as 8 int32 partial sums (all exact: maddubs pairs stay
+// within 2 * 15 * 128 for nibbles, 2 * 8 * 128 for the q4_0 offset).
+KV_AVX2 inline __m256i isum_q4_0(const BlockQ4_0& x, const BlockQ8_0& y) {
+  const __m256i a = load256(y.qs);  // (n - 8) * a = n * a - 8 * a, each exact in int16
+  const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles32(x.qs), a),
+                                     _mm256_maddubs_epi16(_mm256_set1_epi8(8), a));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+KV_AVX2 inline __m256i isum_q4_1(const BlockQ4_1& x, const BlockQ8_1& y) {
+  const __m256i p = _mm256_maddubs_epi16(nibbles32(x.qs), load256(y.qs));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+KV_AVX2 inline __m256i isum_q8_0(const BlockQ8_0& x, const BlockQ8_0& y) {
+  // Widen to int16 so every int8 pair (including -128 * -128) is exact.
+  const __m256i p0 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(load128(x.qs)),
+                                       _mm256_cvtepi8_epi16(load128(y.qs)));
+  const __m256i p1 = _mm256_madd_epi16(_mm256_cvtepi8_epi16(load128(x.qs + 16)),
+                                       _mm256_cvtepi8_epi16(load128(y.qs + 16)));
+  return _mm256_add_epi32(p0, p1);
+}
+
+// 32-element block types: 8 blocks per step, block b + k in lane k. A last group of count < 8
+// blocks runs the same step (zero sums and repeated scales past the end) and then keeps the
+// old value of lanes count..7.
+template <typename WB, typename AB, __m256i (*Isum)(const WB&, const AB&),
+          __m256 (*Step)(__m256, __m256i, __m256i, __m256)>
+KV_AVX2 float dot_blocks(const void* w, const void* a, int64_t nb) {
+  const WB* x = static_cast<const WB*>(w);
+  const AB* y = static_cast<const AB*>(a);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 8 <= nb; b += 8) {
+    __m256i s[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) s[k] = Isum(x[b + k], y[b + k]);
+    const __m256 isum = _mm256_cvtepi32_ps(hsum8_i32(s));
+    acc = Step(acc, heads8(x + b, sizeof(WB)), heads8(y + b, sizeof(AB)), isum);
+  }
+  if (b < nb) {
+    const int count = int(nb - b);
+    __m256i s[8];
+    for (int k = 0; k < 8; ++k) s[k] = k < count ? Isum(x[b + k], y[b + k]) : _mm256_setzero_si256();
+    const __m256 isum = _mm256_cvtepi32_ps(hsum8_i32(s));
+    const __m256 next = Step(acc, heads_partial(x + b, sizeof(WB), count),
+                             heads_partial(y + b, sizeof(AB), count), isum);
+    const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(count),
+                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    acc = _mm256_blendv_ps(acc, next, _mm256_castsi256_ps(keep));
+  }
+  alignas(32) float lane[8];
+  _mm256_store_ps(lane, acc);
+  return reduce_lanes(lane);
+}
+
+constexpr auto dot_q4_0 = dot_blocks<BlockQ4_0, BlockQ8_0, isum_q4_0, step_q8>;
+constexpr auto dot_q4_1 = dot_blocks<BlockQ4_1, BlockQ8_1, isum_q4_1, step_q4_1>;
+constexpr auto dot_q8_0 = dot_blocks<BlockQ8_0, BlockQ8_0, isum_q8_0, step_q8>;
+
+// k-quants: a row has few super-blocks, so the float step stays per block (fma_k / fma_q6_K).
+// sum_j sc_j * (quants of sub-block j . activations), 64 elements (two sub-blocks) per step.
+KV_AVX2 int32_t isum_q4_K(const BlockQ4_K& x, const BlockQ8_K& y, const uint8_t sc[8]) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256i acc = _mm256_setzero_si256();
+  for (int c = 0; c < 4; ++c) {
+    const __m256i q = load256(x.qs + 32 * c);
+    const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(q, m4), load256(y.qs + 64 * c));
+    const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                            load256(y.qs + 64 * c + 32));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
+  }
+  return hsum_i32(acc);
+}
+
+KV_AVX2 int32_t isum_q5_K(const BlockQ5_K& x, const BlockQ8_K& y, const uint8_t sc[8]) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), b4 = _mm256_set1_epi8(0x10);
+  const __m256i qh = load256(x.qh);
+  __m256i acc = _mm256_setzero_si256();
+  for (int c = 0; c < 4; ++c) {
+    const __m256i q = load256(x.qs + 32 * c);
+    const __m256i bit0 = _mm256_set1_epi8(char(1 << (2 * c)));
+    const __m256i bit1 = _mm256_set1_epi8(char(2 << (2 * c)));
+    const __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit0), bit0), b4);
+    const __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, bit1), bit1), b4);
+    const __m256i u0 = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
+    const __m256i u1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
+    const __m256i p0 = _mm256_maddubs_epi16(u0, load256(y.qs + 64 * c));
+    const __m256i p1 = _mm256_maddubs_epi16(u1, load256(y.qs + 64 * c + 32));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
+  }
+  return hsum_i32(acc);
+}
+
+// Bits Shift..Shift+1 of each qh byte, moved to bits 4..5 (the top of a 6-bit quant).
+template <int Shift>
+KV_AVX2 inline __m256i q6_high(__m256i qh) {
+  const __m256i two = _mm256_and_si256(_mm256_srli_epi16(qh, Shift), _mm256_set1_epi8(0x03));
+  return _mm256_slli_epi16(two, 4);
+}
+
+// sum_g sc_g * (unsigned 6-bit quants of group g . activations); 16-element groups.
+KV_AVX2 int32_t isum_q6_K(const BlockQ6_K& x, const BlockQ8_K& y) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256i acc = _mm256_setzero_si256();
+  for (int h = 0; h < 2; ++h) {
+    const __m256i ql0 = load256(x.ql + 64 * h), ql1 = load256(x.ql + 64 * h + 32);
+    const __m256i qh = load256(x.qh + 32 * h);
+    const __m256i u[4] = {
+        _mm256_or_si256(_mm256_and_si256(ql0, m4), q6_high<0>(qh)),
+        _mm256_or_si256(_mm256_and_si256(ql1, m4), q6_high<2>(qh)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), q6_high<4>(qh)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), q6_high<6>(qh)),
+    };
+    for (int k = 0; k < 4; ++k) {
+      const int g = 8 * h + 2 * k;  // groups g (bytes 0..15) and g + 1 (bytes 16..31)
+      const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(x.scales[g + 1]),
+                                          _mm_set1_epi16(x.scales[g]));
+      const __m256i p = _mm256_maddubs_epi16(u[k], load256(y.qs + 128 * h + 32 * k));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, sc));
+    }
+  }
+  return hsum_i32(acc);
+}
+
+KV_AVX2 float dot_q4_K(const void* w, const void* a, int64_t nb) {
+  const BlockQ4_K* x = static_cast<const BlockQ4_K*>(w);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
+  float lane[8] = {};
+  uint8_t sc[8], mn[8];
+  for (int64_t b = 0; b < nb; ++b) {
+    unpack_k4_scales(x[b].scales, sc, mn);
+    fma_k(lane[b % 8], _cvtsh_ss(x[b].d), _cvtsh_ss(x[b].dmin), y[b].d, isum_q4_K(x[b], y[b], sc),
+          q4k_min_sum(mn, y[b]));
+  }
+  return reduce_lanes(lane);
+}
+
+KV_AVX2 float dot_q5_K(const void* w, const void* a, int64_t nb) {
+  const BlockQ5_K* x = static_cast<const BlockQ5_K*>(w);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
+  float lane[8] = {};
+  uint8_t sc[8], mn[8];
+  for (int64_t b = 0; b < nb; ++b) {
+    unpack_k4_scales(x[b].scales, sc, mn);
+    fma_k(lane[b % 8], _cvtsh_ss(x[b].d), _cvtsh_ss(x[b].dmin), y[b].d, isum_q5_K(x[b], y[b], sc),
+          q4k_min_sum(mn, y[b]));
+  }
+  return reduce_lanes(lane);
+}
+
+KV_AVX2 float dot_q6_K(const void* w, const void* a, int64_t nb) {
+  const BlockQ6_K* x = static_cast<const BlockQ6_K*>(w);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
+  float lane[8] = {};
+  for (int64_t b = 0; b < nb; ++b)
+    fma_q6_K(lane[b % 8], _cvtsh_ss(x[b].d), y[b].d,
+             isum_q6_K(x[b], y[b]) - q6k_offset_sum(x[b], y[b]));
+  return reduce_lanes(lane);
+}
+
+// Float rows: lane i % 8 is vector lane i % 8; the tail continues the same lanes.
+KV_AVX2 inline __m256 load_f16x8(const uint16_t* p) { return _mm256_cvtph_ps(load128(p)); }
+KV_AVX2 inline __m256 load_bf16x8(const uint16_t* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(p)), 16));
+}
+
+KV_AVX2 float dot_f32(const float* a, const float* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  alignas(32) float lane[8];
+  _mm256_store_ps(lane, acc);
+  for (; i < n; ++i) lane[i % 8] = std::fma(a[i], b[i], lane[i % 8]);
+  return reduce_lanes(lane);
+}
+
+KV_AVX2 float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load_f16x8(b + i), acc);
+  alignas(32) float lane[8];
+  _mm256_store_ps(lane, acc);
+  for (; i < n; ++i) lane[i % 8] = std::fma(a[i], _cvtsh_ss(b[i]), lane[i % 8]);
+  return reduce_lanes(lane);
+}
+
+KV_AVX2 float dot_f32_bf16(const float* a, const uint16_t* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load_bf16x8(b + i), acc);
+  alignas(32) float lane[8];
+  _mm256_store_ps(lane, acc);
+  for (; i < n; ++i) lane[i % 8] = std::fma(a[i], bf16_to_f32(b[i]), lane[i % 8]);
+  return reduce_lanes(lane);
+}
+
+KV_AVX2 void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load_f16x8(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] = std::fma(alpha, _cvtsh_ss(x[i]), y[i]);
+}
+
+KV_AVX2 void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load_f16x8(src + i));
+  for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
+}
+
+KV_AVX2 void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) dst[i] = uint16_t(_cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT));
+}
+
+}  // namespace
+
+const KernelTable kAvx2Kernels = {
+    dot_q4_0, dot_q4_1, dot_q8_0, dot_q4_K, dot_q5_K, dot_q6_K,
+    dot_f32, dot_f32_f16, dot_f32_bf16, axpy_f16, f16_to_f32_row, f32_to_f16_row,
+};
+
+}  // namespace kvstash::detail

@@ -1,0 +1,88 @@
+// The logits of every position are bitwise identical whatever the split of the tokens into
+// forward calls and whatever the thread count (and the SIMD target).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "kvstash/engine.h"
+#include "kvstash/kernels.h"
+#include "test_util.h"
+
+namespace kvstash {
+namespace {
+
+constexpr int64_t kTokens = 320;
+
+std::vector<Token> prose_tokens(int64_t n) {
+  std::vector<Token> t = testing::default_model().tokenizer().encode(testing::corpus_text(), true, false);
+  EXPECT_GE(int64_t(t.size()), n);
+  t.resize(size_t(n));
+  return t;
+}
+
+// All logits, feeding the tokens in calls of the given sizes.
+std::vector<float> run_split(int threads, const std::vector<Token>& tokens, const std::vector<int64_t>& split) {
+  const Model& m = testing::default_model();
+  Engine engine(m, EngineOptions{.n_threads = threads, .n_ctx = 512});
+  Sequence seq = engine.new_sequence();
+  const size_t nv = size_t(m.config().n_vocab);
+  std::vector<float> all;
+  size_t at = 0;
+  for (int64_t n : split) {
+    const float* l = engine.forward(seq, &tokens[at], n, ForwardOptions{.all_logits = true});
+    all.insert(all.end(), l, l + size_t(n) * nv);
+    at += size_t(n);
+  }
+  EXPECT_EQ(at, tokens.size());
+  return all;
+}
+
+std::vector<std::vector<int64_t>> splits(int64_t n) {
+  std::vector<std::vector<int64_t>> s = {{n}, std::vector<int64_t>(size_t(n), 1), {7, n - 7}};
+  std::mt19937 rng(2024);
+  for (int r = 0; r < 3; ++r) {
+    std::vector<int64_t> parts;
+    for (int64_t left = n; left > 0;) {
+      const int64_t k = std::min<int64_t>(left, 1 + int64_t(rng() % 64));
+      parts.push_back(k);
+      left -= k;
+    }
+    s.push_back(parts);
+  }
+  return s;
+}
+
+void expect_same_bits(const std::vector<float>& want, const std::vector<float>& got, const std::string& what) {
+  ASSERT_EQ(want.size(), got.size()) << what;
+  const size_t nv = size_t(testing::default_model().config().n_vocab);
+  for (size_t row = 0; row < want.size() / nv; ++row)
+    ASSERT_EQ(0, std::memcmp(&want[row * nv], &got[row * nv], nv * sizeof(float)))
+        << what << ": logits of position " << row << " differ";
+}
+
+class BatchInvariance : public ::testing::TestWithParam<int> {};
+
+TEST_P(BatchInvariance, EverySplitGivesIdenticalLogits) {
+  const std::vector<Token> tokens = prose_tokens(kTokens);
+  static const std::vector<float> reference = run_split(1, tokens, {kTokens});
+  int i = 0;
+  for (const auto& split : splits(kTokens))
+    expect_same_bits(reference, run_split(GetParam(), tokens, split),
+                     "threads " + std::to_string(GetParam()) + ", split #" + std::to_string(i++));
+}
+
+INSTANTIATE_TEST_SUITE_P(Threads, BatchInvariance, ::testing::Values(1, 2, 3));
+
+TEST(SimdInvariance, ScalarAndAvx2GiveIdenticalLogits) {
+  if (simd_level() == SimdLevel::Scalar) GTEST_SKIP() << "this CPU has no AVX2: nothing to compare";
+  const std::vector<Token> tokens = prose_tokens(24);
+  const std::vector<float> fast = run_split(2, tokens, {24});
+  set_simd_level(SimdLevel::Scalar);
+  const std::vector<float> scalar = run_split(2, tokens, {10, 14});
+  set_simd_level(SimdLevel::AVX2);
+  expect_same_bits(fast, scalar, "scalar vs AVX2");
+}
+
+}  // namespace
+}  // namespace kvstash

@@ -1,0 +1,13 @@
+// Each subcommand registers itself on the app and returns the function that runs it.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace kvstash::cli {
+
+using Command = std::function<int()>;
+Command add_run(CLI::App& app);
+Command add_perplexity(CLI::App& app);
+Command add_tokenize(CLI::App& app);
+
+}  // namespace kvstash::cli
