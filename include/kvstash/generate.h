@@ -27,10 +27,12 @@ struct GenerateResult {
 };
 
 // Appends `prompt` to `seq` (which may already hold a prefix) and generates up to n_predict tokens.
+// An empty prompt continues from `last_logits`, the logits of seq's last entry.
 // on_text receives complete UTF-8 pieces as they are produced.
 GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>& prompt,
                         const GenerateOptions& options,
-                        const std::function<void(const std::string&)>& on_text = {});
+                        const std::function<void(const std::string&)>& on_text = {},
+                        const float* last_logits = nullptr);
 
 struct PerplexityResult {
   double perplexity = 0;

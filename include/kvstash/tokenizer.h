@@ -16,17 +16,20 @@ using Token = int32_t;
 class Tokenizer {
  public:
   // Throws Error naming the missing/unsupported metadata (e.g. "missing tokenizer metadata:
-  // tokenizer.ggml.tokens", "unsupported tokenizer.ggml.pre 'xyz'").
+  // tokenizer.ggml.tokens", "unsupported pre-tokenizer 'xyz' (tokenizer.ggml.pre)").
   static std::unique_ptr<Tokenizer> from_gguf(const GgufFile& file);
   virtual ~Tokenizer() = default;
 
   // add_special: add BOS/EOS as the model's metadata asks (tokenizer.ggml.add_bos_token ...).
-  // parse_special: text of control/user-defined tokens (e.g. "<|im_start|>") maps to that token.
+  // parse_special: text of control tokens (e.g. "<|im_start|>") maps to that token. Text of
+  // user-defined tokens always does, as in llama.cpp.
   virtual std::vector<Token> encode(std::string_view text, bool add_special,
                                     bool parse_special) const = 0;
   // The bytes a token stands for (may be a partial UTF-8 sequence). Control tokens give ""
   // unless render_special.
   virtual std::string token_bytes(Token t, bool render_special = false) const = 0;
+  // The concatenated token_bytes: exact, no clean-up. (SentencePiece vocabularies keep the
+  // space that add_space_prefix put in front of the text.)
   std::string decode(const std::vector<Token>& tokens, bool render_special = false) const;
 
   virtual int32_t n_vocab() const = 0;

@@ -15,8 +15,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>& prompt,
-                        const GenerateOptions& o, const std::function<void(const std::string&)>& on_text) {
-  if (prompt.empty()) throw Error("prompt is empty");
+                        const GenerateOptions& o, const std::function<void(const std::string&)>& on_text,
+                        const float* last_logits) {
+  if (prompt.empty() && !last_logits) throw Error("prompt is empty");
   if (o.n_predict < 0) throw Error("-n must be >= 0");
   if (seq.size() + int64_t(prompt.size()) > engine.n_ctx())
     throw Error("prompt of " + std::to_string(seq.size() + int64_t(prompt.size())) +
@@ -28,13 +29,13 @@ GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>&
   r.prompt_tokens = int64_t(prompt.size());
 
   const auto t0 = std::chrono::steady_clock::now();
-  const float* logits = nullptr;
+  const float* logits = last_logits;
   for (size_t at = 0; at < prompt.size(); at += size_t(o.prefill_chunk)) {
     const int64_t n = std::min<int64_t>(o.prefill_chunk, int64_t(prompt.size() - at));
     logits = engine.forward(seq, &prompt[at], n);
   }
   const double prefill_s = seconds_since(t0);
-  r.prefill_tokens_per_s = double(prompt.size()) / std::max(prefill_s, 1e-9);
+  if (!prompt.empty()) r.prefill_tokens_per_s = double(prompt.size()) / std::max(prefill_s, 1e-9);
 
   TextStream stream(tok);
   std::vector<Token> history = seq.tokens();

@@ -74,6 +74,7 @@ class StateFile : public ::testing::Test {
     return std::string(std::istreambuf_iterator<char>(f), {});
   }
   static void write(const std::string& p, const std::string& bytes) {
+    fs::remove(p);  // a fresh file: ext4 flushes a file truncated and rewritten in place on close
     std::ofstream f(p, std::ios::binary | std::ios::trunc);
     f.write(bytes.data(), std::streamsize(bytes.size()));
   }
@@ -139,7 +140,9 @@ TEST_F(StateFile, HeaderIsPaddedAndEveryTensorIsAligned) {
   uint64_t end = 0;
   for (const auto& [name, t] : h.items()) {
     if (name == "__metadata__") continue;
-    EXPECT_EQ(t["data_offsets"][0].get<uint64_t>() % 64, 0u) << name;
+    if (name.rfind("__pad.", 0) != 0) {
+      EXPECT_EQ(t["data_offsets"][0].get<uint64_t>() % 64, 0u) << name;
+    }
     end = std::max(end, t["data_offsets"][1].get<uint64_t>());
   }
   EXPECT_EQ(8 + n + end, bytes.size());
@@ -160,7 +163,8 @@ TEST_F(StateFile, FlippedByteInEveryTensorIsDetected) {
   const std::string bytes = read(path("s.kvs"));
   const uint64_t start = 8 + kvs::get_u64le(reinterpret_cast<const uint8_t*>(bytes.data()));
   int tensors = 0;
-  for (const auto& [name, t] : header(bytes).items()) {
+  const nlohmann::json h = header(bytes);
+  for (const auto& [name, t] : h.items()) {
     if (name == "__metadata__") continue;
     const uint64_t b = t["data_offsets"][0], e = t["data_offsets"][1];
     for (uint64_t at : {b, (b + e) / 2, e - 1}) {
@@ -171,9 +175,9 @@ TEST_F(StateFile, FlippedByteInEveryTensorIsDetected) {
                                    : "checksum mismatch in tensor '" + name + "' (file corrupted)";
       EXPECT_EQ(load_error(broken), want) << "byte " << at << " of " << name;
     }
-    ++tensors;
+    tensors += name.rfind("__pad.", 0) == 0 ? 0 : 1;
   }
-  EXPECT_EQ(tensors, 2 * 2 + 3 + 1);  // k/v of 2 layers, logits, tokens, positions, one pad
+  EXPECT_EQ(tensors, 2 * 2 + 3);  // k/v of 2 layers, logits, tokens, positions
 }
 
 TEST_F(StateFile, FlippedByteAnywhereIsDetected) {

@@ -55,8 +55,8 @@ std::string metadata_checksum(const std::map<std::string, std::string>& metadata
 }
 
 std::string float_text(float f) {
-  char buf[64];
-  const auto r = std::to_chars(buf, buf + sizeof buf, f);
+  char buf[128];  // fixed notation of any finite float fits
+  const auto r = std::to_chars(buf, buf + sizeof buf, f, std::chars_format::fixed);
   return std::string(buf, r.ptr);
 }
 

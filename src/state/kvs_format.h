@@ -58,7 +58,8 @@ inline uint64_t get_u64le(const uint8_t* p) {
   return v;
 }
 
-// Floats in metadata: the shortest decimal that reads back to the same float.
+// Floats in metadata: the shortest fixed-notation decimal that reads back to the same float
+// ("100000", "0.25").
 std::string float_text(float f);
 
 }  // namespace kvstash::kvs

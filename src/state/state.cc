@@ -1,5 +1,8 @@
 // State storage and its consistency check.
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <new>
 
@@ -8,14 +11,31 @@
 
 namespace kvstash {
 
+namespace {
+
+// Uninitialised memory, 64-byte aligned. Large buffers come from their own mapping in transparent
+// huge pages where the kernel offers them: faulting in 4 KiB pages costs more than the copy.
+std::shared_ptr<const void> allocate_bytes(size_t bytes) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  if (bytes >= 2 * kHuge) {
+    const size_t len = bytes + kHuge;
+    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    void* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~uintptr_t(kHuge - 1));
+    ::madvise(aligned, bytes, MADV_HUGEPAGE);  // advice only: failure is harmless
+    return std::shared_ptr<const void>(aligned, [p, len](const void*) { ::munmap(p, len); });
+  }
+  void* p = ::operator new(std::max<size_t>(bytes, 64), std::align_val_t(64));
+  return std::shared_ptr<const void>(p, [](const void* q) { ::operator delete(const_cast<void*>(q), std::align_val_t(64)); });
+}
+
+}  // namespace
+
 void State::allocate_kv() {
   constexpr size_t kAlignElems = 32;  // 64 bytes: every layer's K and V start aligned
   const size_t stride = (kv_elements() + kAlignElems - 1) / kAlignElems * kAlignElems;
-  const size_t total = std::max<size_t>(2 * size_t(arch.n_layer) * stride, kAlignElems);
-  uint16_t* base = static_cast<uint16_t*>(::operator new(total * sizeof(uint16_t), std::align_val_t(64)));
-  storage_ = std::shared_ptr<const void>(base, [](const void* p) {
-    ::operator delete(const_cast<void*>(p), std::align_val_t(64));
-  });
+  storage_ = allocate_bytes(2 * size_t(arch.n_layer) * stride * sizeof(uint16_t));
+  uint16_t* base = static_cast<uint16_t*>(const_cast<void*>(storage_.get()));
   owned_ = true;
   kv_shape_[0] = arch.n_layer;
   kv_shape_[1] = arch.n_head_kv;
@@ -43,7 +63,9 @@ void check_state(const State& s, const std::string& context) {
   auto fail = [&](const std::string& what) { throw Error(context + ": " + what); };
   const StateArch& a = s.arch;
   if (a.n_layer <= 0 || a.n_head <= 0 || a.n_head_kv <= 0 || a.head_dim <= 0 || a.n_rot <= 0 ||
-      a.n_vocab <= 0 || a.n_rot > a.head_dim || a.n_head % a.n_head_kv != 0)
+      a.n_vocab <= 0 || a.n_rot > a.head_dim || a.n_head % a.n_head_kv != 0 ||
+      !(std::isfinite(a.rope_base) && a.rope_base > 0) ||
+      !(std::isfinite(a.rope_linear_scale) && a.rope_linear_scale > 0))
     fail("invalid architecture parameters");
   if (s.cache_type != DType::F16) fail("cache type " + dtype_name(uint32_t(s.cache_type)) + " is not f16");
   if (s.positions.size() != s.tokens.size())

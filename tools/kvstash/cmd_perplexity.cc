@@ -1,12 +1,9 @@
 // kvstash perplexity: perplexity of a text file in consecutive windows of --ctx tokens.
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "commands.h"
 #include "common.h"
-#include "kvstash/error.h"
 #include "kvstash/generate.h"
 
 namespace kvstash::cli {
@@ -18,14 +15,6 @@ struct PerplexityArgs {
   int64_t ctx = 512;
   bool json = false;
 };
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open text file '" + path + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 }  // namespace
 
 Command add_perplexity(CLI::App& app) {
@@ -36,7 +25,7 @@ Command add_perplexity(CLI::App& app) {
   sub->add_flag("--json", a->json, "print one JSON object");
   add_model_options(*sub, a->model);
   return [a]() {
-    const std::string text = read_file(a->file);
+    const std::string text = read_text_file(a->file);
     if (a->model.ctx_size == 0) a->model.ctx_size = a->ctx;
     Loaded l = load(a->model);
     const std::vector<Token> tokens = l.model->tokenizer().encode(text, true, false);

@@ -9,5 +9,8 @@ using Command = std::function<int()>;
 Command add_run(CLI::App& app);
 Command add_perplexity(CLI::App& app);
 Command add_tokenize(CLI::App& app);
+Command add_prefill(CLI::App& app);
+Command add_generate(CLI::App& app);
+Command add_inspect(CLI::App& app);
 
 }  // namespace kvstash::cli

@@ -1,6 +1,11 @@
 #include "common.h"
 
+#include "kvstash/error.h"
+
+#include <filesystem>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 namespace kvstash::cli {
@@ -37,5 +42,16 @@ uint64_t random_seed() {
   std::random_device rd;
   return (uint64_t(rd()) << 32) ^ rd();
 }
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open text file '" + path + "'");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw Error("cannot read text file '" + path + "'");
+  return ss.str();
+}
+
+int64_t file_size(const std::string& path) { return int64_t(std::filesystem::file_size(path)); }
 
 }  // namespace kvstash::cli

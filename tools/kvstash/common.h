@@ -27,5 +27,7 @@ struct Loaded {
 Loaded load(const ModelOptions& o);
 
 uint64_t random_seed();
+std::string read_text_file(const std::string& path);  // throws Error naming the file
+int64_t file_size(const std::string& path);
 
 }  // namespace kvstash::cli

@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   };
   add(kvstash::cli::add_run);
   add(kvstash::cli::add_perplexity);
+  add(kvstash::cli::add_prefill);
+  add(kvstash::cli::add_generate);
+  add(kvstash::cli::add_inspect);
   add(kvstash::cli::add_tokenize);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,54 @@
+// The seeds' verbs: process a prefix (a book, a document, a system prompt) once into a state, then
+// generate any number of continuations from it without reading the prefix again.
+//
+// A continuation is appended to the prefix as text: kvstash tokenizes prefix text + continuation,
+// reuses the longest common token prefix with the state and computes only the rest, so BPE merges
+// across the boundary come out exactly as if the whole text had been run from scratch.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kvstash/generate.h"
+#include "kvstash/state.h"
+
+namespace kvstash {
+
+// Tokens of a prompt as `run` reads it: BOS as the model asks, special-token text parsed.
+std::vector<Token> prompt_tokens(const Tokenizer& tok, const std::string& text);
+
+// Runs the text through the model and snapshots the result. progress(done, total) is called after
+// every chunk.
+State process_prefix(Engine& engine, const std::string& fingerprint, const std::string& text,
+                     const std::function<void(int64_t, int64_t)>& progress = {});
+
+struct Continuation {
+  GenerateResult result;
+  int64_t reused_tokens = 0;  // cache entries taken from the state
+};
+
+// A state restored once into the engine; every continuation runs in a fork of it (copy-on-write,
+// the prefix's K/V blocks are shared, never copied).
+class LoadedPrefix {
+ public:
+  // Validates the state against the engine's model (throws Error; nothing is changed on error).
+  LoadedPrefix(Engine& engine, const State& state, const std::string& fingerprint);
+
+  const std::string& text() const { return text_; }
+  int64_t size() const { return base_.size(); }
+
+  // Continues the prefix text with `text`.
+  Continuation generate(const std::string& text, const GenerateOptions& options,
+                        const std::function<void(const std::string&)>& on_text = {});
+  // Generates after the given full token sequence, reusing the longest common prefix with the state.
+  Continuation generate_tokens(const std::vector<Token>& tokens, const GenerateOptions& options,
+                               const std::function<void(const std::string&)>& on_text = {});
+
+ private:
+  Engine& engine_;
+  Sequence base_;
+  std::vector<float> logits_;
+  std::string text_;
+};
+
+}  // namespace kvstash

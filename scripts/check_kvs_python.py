@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Opens a kvstash .kvs state with the Python `safetensors` library and checks it against
+docs/format-kvs.md: metadata, shapes, alignment, zero padding and (if the `xxhash` package is
+installed) every checksum. Optionally writes the keys in Hugging Face order (--hf-npz OUT.npz).
+
+    python3 -m venv /tmp/stv && /tmp/stv/bin/pip install safetensors numpy xxhash
+    /tmp/stv/bin/python scripts/check_kvs_python.py STATE.kvs
+
+Exit status 0 when the file is valid, 1 with a one-line reason otherwise. Not run by CI (CI has
+no Python packages); the C++ tests check the same rules.
+"""
+import argparse
+import json
+import struct
+import sys
+
+import numpy as np
+from safetensors import safe_open
+
+try:
+    import xxhash
+except ImportError:  # checksums are then skipped, and said so
+    xxhash = None
+
+
+def fail(msg):
+    print(f"{ARGS.path}: {msg}")
+    sys.exit(1)
+
+
+def metadata_checksum(meta):
+    """xxh3-64 over u32le len(key) key u32le len(value) value, keys sorted bytewise."""
+    buf = bytearray()
+    for key in sorted(meta, key=lambda k: k.encode()):
+        if key == "checksum.metadata":
+            continue
+        for s in (key.encode(), meta[key].encode()):
+            buf += struct.pack("<I", len(s)) + s
+    return xxhash.xxh3_64_hexdigest(bytes(buf))
+
+
+def to_hf_key_order(k):
+    """[..., head_dim] keys in GGUF (interleaved-pair) RoPE order -> Hugging Face (half-split)."""
+    return np.concatenate([k[..., 0::2], k[..., 1::2]], axis=-1)
+
+
+def main():
+    raw = open(ARGS.path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    if (8 + n) % 64:
+        fail(f"data starts at byte {8 + n}, not a multiple of 64")
+    header = json.loads(raw[8:8 + n])
+    data = memoryview(raw)[8 + n:]
+
+    with safe_open(ARGS.path, framework="np") as f:
+        meta = f.metadata()
+        if meta.get("format") != "kvstash.state":
+            fail("not a .kvs file")
+        if meta.get("format_version") != "1":
+            fail(f"unsupported .kvs format version {meta.get('format_version')} (this script reads 1)")
+        n_layer, kvh, hd = int(meta["n_layer"]), int(meta["n_head_kv"]), int(meta["head_dim"])
+        t, n_vocab = int(meta["n_tokens"]), int(meta["n_vocab"])
+        want = {f"{kv}.{l}": ("F16", [kvh, t, hd]) for l in range(n_layer) for kv in "kv"}
+        want.update(logits=("F32", [n_vocab if t else 0]), tokens=("I32", [t]), positions=("I32", [t]))
+        for name, (dtype, shape) in want.items():
+            e = header.get(name)
+            if e is None or e["dtype"] != dtype or e["shape"] != shape:
+                fail(f"tensor '{name}' is {e}, expected {dtype} {shape}")
+            if e["data_offsets"][0] % 64:
+                fail(f"tensor '{name}' does not start at a multiple of 64")
+        for name in f.keys():
+            if name.startswith("__pad."):
+                if f.get_tensor(name).any():
+                    fail(f"nonzero padding in '{name}'")
+            elif name not in want:
+                fail(f"unexpected tensor '{name}'")
+
+        if xxhash is None:
+            print("(xxhash not installed: checksums not verified; pip install xxhash)")
+        else:
+            if meta["checksum.metadata"] != metadata_checksum(meta):
+                fail("metadata checksum mismatch (header corrupted)")
+            for name in want:
+                b, e = header[name]["data_offsets"]
+                if xxhash.xxh3_64_hexdigest(data[b:e]) != meta[f"checksum.{name}"]:
+                    fail(f"checksum mismatch in tensor '{name}' (file corrupted)")
+
+        tokens, positions = f.get_tensor("tokens"), f.get_tensor("positions")
+        if t > 1 and not np.all(np.diff(positions) > 0):
+            fail("positions are not increasing")
+        print(f"ok: {t} tokens, {n_layer} layers x {kvh} KV heads x {hd}, vocab {n_vocab}, "
+              f"{len(raw)} bytes, model {meta['model_fingerprint']}")
+        print(f"tokens {tokens[:8].tolist()}{' ...' if t > 8 else ''}  "
+              f"positions {positions[:8].tolist()}{' ...' if t > 8 else ''}")
+
+        if ARGS.hf_npz:
+            # Per layer [batch=1, kv_heads, tokens, head_dim], keys permuted to HF's RoPE order:
+            # ready for transformers' DynamicCache (cache.update(k, v, layer) per layer).
+            out = {}
+            for l in range(n_layer):
+                out[f"key.{l}"] = to_hf_key_order(f.get_tensor(f"k.{l}"))[None]
+                out[f"value.{l}"] = f.get_tensor(f"v.{l}")[None]
+            np.savez(ARGS.hf_npz, **out)
+            print(f"wrote {ARGS.hf_npz} (keys in Hugging Face order)")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("path")
+    p.add_argument("--hf-npz", help="write per-layer key/value arrays in Hugging Face order")
+    ARGS = p.parse_args()
+    main()

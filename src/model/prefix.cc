@@ -1,0 +1,69 @@
+#include "kvstash/prefix.h"
+
+#include <algorithm>
+
+#include "kvstash/error.h"
+
+namespace kvstash {
+
+std::vector<Token> prompt_tokens(const Tokenizer& tok, const std::string& text) {
+  return tok.encode(text, true, true);
+}
+
+State process_prefix(Engine& engine, const std::string& fingerprint, const std::string& text,
+                     const std::function<void(int64_t, int64_t)>& progress) {
+  const std::vector<Token> tokens = prompt_tokens(engine.model().tokenizer(), text);
+  if (tokens.empty()) throw Error("prefix is empty");
+  if (int64_t(tokens.size()) > engine.n_ctx())
+    throw Error("prefix of " + std::to_string(tokens.size()) + " tokens does not fit the context of " +
+                std::to_string(engine.n_ctx()) + " tokens");
+  Sequence seq = engine.new_sequence();
+  const float* logits = nullptr;
+  constexpr size_t kChunk = 512;
+  for (size_t at = 0; at < tokens.size(); at += kChunk) {
+    const int64_t n = int64_t(std::min(kChunk, tokens.size() - at));
+    logits = engine.forward(seq, &tokens[at], n);
+    if (progress) progress(int64_t(at) + n, int64_t(tokens.size()));
+  }
+  return snapshot(engine, seq, fingerprint, logits);
+}
+
+LoadedPrefix::LoadedPrefix(Engine& engine, const State& state, const std::string& fingerprint)
+    : engine_(engine), base_(engine.new_sequence()) {
+  restore(engine, state, fingerprint, base_);
+  logits_ = state.logits;
+  const Tokenizer& tok = engine.model().tokenizer();
+  std::vector<Token> body = state.tokens;
+  if (!body.empty() && body.front() == tok.bos() && tok.add_bos()) body.erase(body.begin());
+  text_ = tok.decode(body, true);
+}
+
+Continuation LoadedPrefix::generate(const std::string& text, const GenerateOptions& options,
+                                    const std::function<void(const std::string&)>& on_text) {
+  return generate_tokens(prompt_tokens(engine_.model().tokenizer(), text_ + text), options, on_text);
+}
+
+Continuation LoadedPrefix::generate_tokens(const std::vector<Token>& tokens, const GenerateOptions& options,
+                                           const std::function<void(const std::string&)>& on_text) {
+  if (tokens.empty()) throw Error("prompt is empty");
+  const std::vector<Token>& cached = base_.tokens();
+  const size_t limit = std::min(cached.size(), tokens.size());
+  size_t common = size_t(std::mismatch(cached.begin(), cached.begin() + long(limit), tokens.begin()).first -
+                         cached.begin());
+  Sequence seq = base_.fork();
+  Continuation c;
+  if (common == tokens.size() && common == cached.size()) {
+    c.reused_tokens = int64_t(common);
+    c.result = kvstash::generate(engine_, seq, {}, options, on_text, logits_.data());
+    return c;
+  }
+  // The last token must be computed again for its logits when nothing new follows it.
+  if (common == tokens.size()) --common;
+  seq.truncate(int64_t(common));
+  c.reused_tokens = int64_t(common);
+  c.result = kvstash::generate(engine_, seq, std::vector<Token>(tokens.begin() + long(common), tokens.end()),
+                               options, on_text);
+  return c;
+}
+
+}  // namespace kvstash

@@ -1,0 +1,257 @@
+// States of the real model: snapshot, save, load and restore continue bitwise exactly; a state
+// from another model or one that does not fit is refused, and a refused restore changes nothing.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "kvstash/error.h"
+#include "kvstash/state.h"
+#include "test_util.h"
+
+namespace kvstash {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string& fingerprint() {
+  static const std::string fp = model_fingerprint(testing::default_model());
+  return fp;
+}
+
+// The first n tokens of public-domain prose (n <= ~2,000).
+std::vector<Token> prose_tokens(size_t n) {
+  static const std::vector<Token> tokens = testing::default_model().tokenizer().encode(
+      testing::corpus_text().substr(0, 10000), true, false);
+  EXPECT_GE(tokens.size(), n);
+  return std::vector<Token>(tokens.begin(), tokens.begin() + std::min(n, tokens.size()));
+}
+
+std::string temp_path(const std::string& name) {
+  return (fs::temp_directory_path() / ("kvstash_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+// Prefills `tokens` into a new sequence of `engine` and snapshots it.
+State prefill_state(Engine& engine, Sequence& seq, const std::vector<Token>& tokens) {
+  const float* logits = engine.forward(seq, tokens.data(), int64_t(tokens.size()));
+  return snapshot(engine, seq, fingerprint(), logits);
+}
+
+// Everything a restore could have changed, bit for bit.
+void expect_same_entries(const State& a, const State& b) {
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.positions, b.positions);
+  ASSERT_EQ(a.kv_elements(), b.kv_elements());
+  for (int l = 0; l < a.arch.n_layer; ++l) {
+    ASSERT_EQ(0, std::memcmp(a.k(l), b.k(l), a.kv_elements() * 2)) << "k." << l;
+    ASSERT_EQ(0, std::memcmp(a.v(l), b.v(l), a.kv_elements() * 2)) << "v." << l;
+  }
+}
+
+// The default model's file with one bit of one weight changed: another model.
+const Model& other_model() {
+  static const std::unique_ptr<Model> other = [] {
+    const Model& m = testing::default_model();
+    const std::string copy = temp_path("other_model.gguf");
+    fs::copy_file(KVSTASH_DEFAULT_MODEL, copy, fs::copy_options::overwrite_existing);
+    const GgufTensor& t = m.gguf().tensor("blk.3.ffn_down.weight");
+    {
+      std::fstream f(copy, std::ios::in | std::ios::out | std::ios::binary);
+      const std::streamoff at = std::streamoff(t.data - m.gguf().bytes() + t.nbytes / 2);
+      f.seekg(at);
+      const char byte = char(f.get() ^ 0x01);
+      f.seekp(at);
+      f.put(byte);
+    }
+    std::unique_ptr<Model> loaded = Model::load(copy);
+    fs::remove(copy);  // the mapping stays valid
+    return loaded;
+  }();
+  return *other;
+}
+
+TEST(StateModel, FingerprintIsStableAndCoversTensorData) {
+  const std::string fp = fingerprint();
+  ASSERT_EQ(fp.size(), 32u);
+  EXPECT_EQ(fp.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_EQ(model_fingerprint(*Model::load(KVSTASH_DEFAULT_MODEL)), fp);
+  EXPECT_NE(model_fingerprint(other_model()), fp);
+}
+
+TEST(StateModel, StateFromAnotherModelIsRejected) {
+  Engine mine(testing::default_model(), EngineOptions{.n_ctx = 64});
+  Sequence seq = mine.new_sequence();
+  const std::string path = temp_path("mine.kvs");
+  save_state(prefill_state(mine, seq, prose_tokens(8)), path);
+  const State s = load_state(path);
+  fs::remove(path);
+
+  Engine theirs(other_model(), EngineOptions{.n_ctx = 64});
+  Sequence target = theirs.new_sequence();
+  const Token t = 5;
+  theirs.forward(target, &t, 1);
+  try {
+    restore(theirs, s, model_fingerprint(other_model()), target);
+    ADD_FAILURE() << "a state of another model was restored";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("state was made by another model (fingerprint " + fingerprint(), 0), 0u)
+        << e.what();
+  }
+  EXPECT_EQ(target.tokens(), std::vector<Token>{t});
+}
+
+// Prefill, snapshot, save, load, restore into a new engine: the next tokens' logits are bitwise
+// those of the original sequence and of a run that never cached anything.
+TEST(StateModel, LoadedStateContinuesExactly) {
+  const Model& m = testing::default_model();
+  const size_t nv = size_t(m.config().n_vocab);
+  const std::vector<Token> all = prose_tokens(120);
+  const std::vector<Token> prefix(all.begin(), all.begin() + 100), next(all.begin() + 100, all.end());
+
+  Engine first(m, EngineOptions{.n_ctx = 512});
+  Sequence seq = first.new_sequence();
+  const State s = prefill_state(first, seq, prefix);
+  const std::string path = temp_path("continue.kvs");
+  save_state(s, path);
+  const State loaded = load_state(path);
+  fs::remove(path);  // the mapping keeps the data
+  ASSERT_EQ(loaded.logits.size(), nv);
+  EXPECT_EQ(0, std::memcmp(loaded.logits.data(), s.logits.data(), nv * sizeof(float)));
+
+  Engine second(m, EngineOptions{.n_ctx = 512});
+  Sequence restored = second.new_sequence();
+  restore(second, loaded, fingerprint(), restored);
+  EXPECT_EQ(restored.tokens(), prefix);
+  EXPECT_EQ(restored.next_position(), 100);
+
+  const ForwardOptions all_logits{.all_logits = true};
+  const float* a = first.forward(seq, next.data(), int64_t(next.size()), all_logits);
+  const std::vector<float> want(a, a + next.size() * nv);
+  std::vector<float> got;
+  for (size_t i = 0; i < next.size(); ++i) {  // one token at a time this time
+    const float* l = second.forward(restored, &next[i], 1);
+    got.insert(got.end(), l, l + nv);
+  }
+  Engine scratch(m, EngineOptions{.n_ctx = 512});
+  Sequence whole = scratch.new_sequence();
+  const float* w = scratch.forward(whole, all.data(), int64_t(all.size()), all_logits);
+  const std::vector<float> uncached(w + prefix.size() * nv, w + all.size() * nv);
+  for (size_t i = 0; i < next.size(); ++i) {
+    ASSERT_EQ(0, std::memcmp(&want[i * nv], &got[i * nv], nv * sizeof(float))) << "token " << i;
+    ASSERT_EQ(0, std::memcmp(&uncached[i * nv], &got[i * nv], nv * sizeof(float))) << "token " << i;
+  }
+}
+
+// Entries removed from the middle (as eviction does) keep their positions through a restore.
+TEST(StateModel, RestoreKeepsPositionGaps) {
+  const Model& m = testing::default_model();
+  Engine engine(m, EngineOptions{.n_ctx = 128});
+  Sequence seq = engine.new_sequence();
+  const State full = prefill_state(engine, seq, prose_tokens(50));
+
+  State gappy;  // entries 0..9 and 30..49
+  gappy.model_fingerprint = full.model_fingerprint;
+  gappy.arch = full.arch;
+  gappy.logits = full.logits;
+  std::vector<size_t> keep;
+  for (size_t i = 0; i < 50; ++i)
+    if (i < 10 || i >= 30) keep.push_back(i);
+  for (size_t i : keep) {
+    gappy.tokens.push_back(full.tokens[i]);
+    gappy.positions.push_back(full.positions[i]);
+  }
+  gappy.allocate_kv();
+  const size_t hd = size_t(full.arch.head_dim);
+  for (int l = 0; l < full.arch.n_layer; ++l)
+    for (size_t h = 0; h < size_t(full.arch.n_head_kv); ++h)
+      for (size_t j = 0; j < keep.size(); ++j) {
+        std::memcpy(gappy.mutable_k(l) + (h * keep.size() + j) * hd, full.k(l) + (h * 50 + keep[j]) * hd, hd * 2);
+        std::memcpy(gappy.mutable_v(l) + (h * keep.size() + j) * hd, full.v(l) + (h * 50 + keep[j]) * hd, hd * 2);
+      }
+  const std::string path = temp_path("gaps.kvs");
+  save_state(gappy, path);
+  const State loaded = load_state(path);
+  fs::remove(path);
+
+  Sequence restored = engine.new_sequence();
+  restore(engine, loaded, fingerprint(), restored);
+  EXPECT_EQ(restored.positions(), gappy.positions);
+  EXPECT_EQ(restored.next_position(), 50);
+  expect_same_entries(gappy, snapshot(engine, restored, fingerprint(), loaded.logits.data()));
+  const Token t = 42;
+  EXPECT_NO_THROW(engine.forward(restored, &t, 1));
+  EXPECT_EQ(restored.positions().back(), 50);
+}
+
+TEST(StateModel, RestoreFailureLeavesSequenceIntact) {
+  const Model& m = testing::default_model();
+  Engine big(m, EngineOptions{.n_ctx = 160});
+  Sequence long_seq = big.new_sequence();
+  const State too_long = prefill_state(big, long_seq, prose_tokens(100));
+
+  // 6 blocks of 16 entries: seq holds 2, other 3.
+  Engine engine(m, EngineOptions{.n_ctx = 96, .block_tokens = 16});
+  Sequence seq = engine.new_sequence();
+  const State before = prefill_state(engine, seq, prose_tokens(20));
+  Sequence other = engine.new_sequence();
+  const State good = prefill_state(engine, other, prose_tokens(40));
+
+  auto expect_refused = [&](const State& s, const std::string& fp, const std::string& why) {
+    SCOPED_TRACE(why);
+    try {
+      restore(engine, s, fp, seq);
+      ADD_FAILURE() << "restored";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+    expect_same_entries(before, snapshot(engine, seq, fingerprint(), before.logits.data()));
+  };
+  expect_refused(good, std::string(32, '0'), "another model");
+  State s = good;
+  s.arch.rope_base = 500000.0f;
+  expect_refused(s, fingerprint(), "architecture");
+  expect_refused(too_long, fingerprint(), "does not fit the context of 96 tokens");
+  s = good;
+  s.logits.resize(10);
+  expect_refused(s, fingerprint(), "logits");
+  s = good;
+  s.positions[20] = s.positions[19];
+  expect_refused(s, fingerprint(), "positions are not increasing");
+  s = good;
+  s.tokens[3] = m.config().n_vocab;
+  expect_refused(s, fingerprint(), "outside the vocabulary");
+  // A third sequence takes the last free block: good's 3 blocks no longer fit in seq's 2.
+  Sequence hog = engine.new_sequence();
+  const Token t = 1;
+  engine.forward(hog, &t, 1);
+  ASSERT_EQ(engine.kv_pool().free_blocks(), 0);
+  expect_refused(good, fingerprint(), "does not fit the free KV cache");
+
+  // After all that, seq continues exactly like a sequence that was never touched.
+  const std::vector<Token> tokens = prose_tokens(21);
+  const float* l = engine.forward(seq, &tokens[20], 1);
+  const std::vector<float> got(l, l + m.config().n_vocab);
+  Sequence fresh = big.new_sequence();
+  const float* w = big.forward(fresh, tokens.data(), 21);
+  EXPECT_EQ(0, std::memcmp(got.data(), w, got.size() * sizeof(float)));
+}
+
+// Restoring into a fork replaces only the fork: the parent's shared blocks stay as they were.
+TEST(StateModel, RestoreIntoForkLeavesParentIntact) {
+  const Model& m = testing::default_model();
+  Engine engine(m, EngineOptions{.n_ctx = 256});
+  Sequence parent = engine.new_sequence();
+  const State before = prefill_state(engine, parent, prose_tokens(45));
+  Sequence child = parent.fork();
+  Sequence other = engine.new_sequence();
+  const std::vector<Token> tokens = prose_tokens(70);
+  const State s = prefill_state(engine, other, std::vector<Token>(tokens.begin() + 20, tokens.end()));
+  restore(engine, s, fingerprint(), child);
+  expect_same_entries(s, snapshot(engine, child, fingerprint(), s.logits.data()));
+  expect_same_entries(before, snapshot(engine, parent, fingerprint(), before.logits.data()));
+}
+
+}  // namespace
+}  // namespace kvstash

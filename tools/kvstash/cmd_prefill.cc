@@ -1,0 +1,55 @@
+// kvstash prefill: run a prefix through the model once and save its attention state (.kvs).
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "common.h"
+#include "kvstash/error.h"
+#include "kvstash/prefix.h"
+#include "progress.h"
+
+namespace kvstash::cli {
+
+namespace {
+struct PrefillArgs {
+  ModelOptions model;
+  std::string file, prompt, out;
+  bool json = false;
+};
+}  // namespace
+
+Command add_prefill(CLI::App& app) {
+  auto a = std::make_shared<PrefillArgs>();
+  CLI::App* sub = app.add_subcommand("prefill", "process a prefix once and save its attention state");
+  auto* file = sub->add_option("-f,--file", a->file, "prefix text file");
+  auto* prompt = sub->add_option("-p,--prompt", a->prompt, "prefix text");
+  file->excludes(prompt);
+  sub->add_option("-o,--out", a->out, "state file to write (.kvs)")->required();
+  sub->add_flag("--json", a->json, "print prompt_tokens, bytes, seconds, tokens_per_s as JSON");
+  add_model_options(*sub, a->model);
+  return [a, file, prompt]() {
+    if (file->count() == 0 && prompt->count() == 0) throw Error("prefill needs --file or --prompt");
+    const std::string text = file->count() ? read_text_file(a->file) : a->prompt;
+    Loaded l = load(a->model);
+    const std::string fingerprint = model_fingerprint(*l.model);
+    Progress bar;
+    const auto t0 = std::chrono::steady_clock::now();
+    const State state = process_prefix(*l.engine, fingerprint, text,
+                                       [&](int64_t done, int64_t total) { bar.update(done, total); });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    save_state(state, a->out);
+    const int64_t bytes = file_size(a->out);
+    if (a->json) {
+      nlohmann::json j = {{"prompt_tokens", state.size()}, {"bytes", bytes}, {"seconds", seconds},
+                          {"tokens_per_s", double(state.size()) / seconds}, {"out", a->out}};
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf("%s: %lld tokens, %lld bytes, %.2f s (%.1f tokens/s)\n", a->out.c_str(),
+                  (long long)state.size(), (long long)bytes, seconds, double(state.size()) / seconds);
+    }
+    return 0;
+  };
+}
+
+}  // namespace kvstash::cli
