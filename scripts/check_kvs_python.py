@@ -109,4 +109,7 @@ if __name__ == "__main__":
     p.add_argument("path")
     p.add_argument("--hf-npz", help="write per-layer key/value arrays in Hugging Face order")
     ARGS = p.parse_args()
-    main()
+    try:
+        main()
+    except Exception as e:  # a broken file: one line, not a traceback
+        fail(f"{type(e).__name__}: {e}")

@@ -19,6 +19,9 @@ What is recorded (see docs/fidelity.md for the full format):
   * for every scored position: the top-k token ids of llama.cpp's
     next-token distribution, their log-probabilities (log_softmax of the full
     logits) and the log-probability of the actual next token;
+  * for information, the same windows run by llama.cpp with an F32 KV cache
+    (instead of its default F16) compared with the reference: perplexity,
+    mean KL, top-1 agreement -- llama.cpp's own noise floor;
   * a greedy continuation of a short prompt (for information).
 """
 import argparse

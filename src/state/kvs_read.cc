@@ -134,7 +134,8 @@ json Reader::parse_header(uint64_t n) const {
   } catch (const TooDeep&) {
     fail("corrupt header (JSON nested too deeply)");
   } catch (const json::parse_error& e) {
-    fail("corrupt header (invalid JSON at byte " + std::to_string(8 + e.byte) + ")");
+    // e.byte counts from 1 at the first header byte, which is at file offset 8.
+    fail("corrupt header (invalid JSON at byte " + std::to_string(8 + e.byte - (e.byte > 0)) + ")");
   } catch (const json::exception&) {
     fail("corrupt header (invalid JSON)");
   }
