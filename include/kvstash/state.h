@@ -23,7 +23,7 @@ StateArch state_arch(const ModelConfig& c);
 
 // Hex digest (32 lowercase hex digits, xxh3-128) identifying a model: a hash of its architecture
 // metadata and every tensor's name, type, shape and data (docs/format-kvs.md, "Model fingerprint").
-// Reads the whole model (~10 ms per 100 MB from memory); compute it once per loaded model.
+// Reads the whole model (~10-20 ms for 93 MB from memory); compute it once per loaded model.
 std::string model_fingerprint(const Model& model);
 
 // A state is built once (by snapshot, load_state or a decoder) and read-only afterwards. Copying a

@@ -192,6 +192,25 @@ TEST_F(StateFile, FlippedByteAnywhereIsDetected) {
   }
 }
 
+// Random damage (bytes overwritten, cut, inserted): always an Error, never a crash or a load.
+TEST_F(StateFile, RandomlyDamagedFileIsRejected) {
+  save_state(make_state(5), path("s.kvs"));
+  const std::string good = read(path("s.kvs"));
+  std::mt19937 rng(2024);
+  for (int i = 0; i < 1000; ++i) {
+    std::string bad = good;
+    switch (rng() % 3) {
+      case 0:
+        for (uint32_t j = 0, n = 1 + rng() % 8; j < n; ++j) bad[rng() % bad.size()] = char(rng());
+        break;
+      case 1: bad.resize(rng() % bad.size()); break;
+      default: bad.insert(rng() % bad.size(), std::string(1 + rng() % 100, char(rng()))); break;
+    }
+    if (bad == good) continue;
+    EXPECT_NE(load_error(bad), "") << "damage #" << i << " went unnoticed";
+  }
+}
+
 TEST_F(StateFile, WrongVersionIsRejected) {
   save_state(make_state(3), path("s.kvs"));
   std::string bytes = read(path("s.kvs"));
