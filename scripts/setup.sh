@@ -27,6 +27,15 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)"
 
 if [ "$demo" = 1 ]; then
-  echo "== kvstash run (greedy, default model)"
-  build/kvstash run --prompt "The three primary colors are" -n 48 --temp 0
+  # The main job: read a prefix once, keep its attention state in a file, and continue it several
+  # times in another process without reading the prefix again.
+  mkdir -p build/demo
+  bash scripts/corpus.sh > build/demo/genesis.txt
+  head -c 4000 build/demo/genesis.txt > build/demo/prefix.txt
+  echo "== kvstash prefill: Genesis 1 (King James Bible) -> build/demo/genesis.kvs"
+  build/kvstash prefill --file build/demo/prefix.txt --out build/demo/genesis.kvs
+  build/kvstash inspect build/demo/genesis.kvs
+  echo "== kvstash generate: three continuations from one load of the state"
+  build/kvstash generate --state build/demo/genesis.kvs -n 40 --temp 0 \
+    --prompt " And God said" --prompt " Then the serpent" --prompt " In the morning"
 fi

@@ -19,6 +19,9 @@ struct EngineOptions {
   int n_threads = 0;      // 0: all cores
   int64_t n_ctx = 0;      // tokens the pool holds; 0: min(training context, 4096)
   int block_tokens = 32;
+  // Entries the KV pool holds, all sequences together; 0: n_ctx plus two blocks, room for one
+  // full-context sequence and a fork of it (the fork's copy-on-write blocks).
+  int64_t kv_tokens = 0;
 };
 
 struct ForwardOptions {

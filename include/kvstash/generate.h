@@ -20,7 +20,7 @@ struct GenerateResult {
   std::vector<Token> tokens;  // generated ids (an end-of-generation token is not included)
   std::string text;
   int64_t prompt_tokens = 0;
-  std::string stop_reason;    // "length" or "eos"
+  std::string stop_reason;    // "length", "eos", or "context" (the context is full)
   double time_to_first_token_ms = 0;
   double prefill_tokens_per_s = 0;
   double decode_tokens_per_s = 0;

@@ -32,6 +32,15 @@ void quantize_activations(DType weight, const float* x, void* dst, int64_t n);
 // activations must be aligned for their fields (2 bytes for f16, 4 for f32 and q8_K's float d).
 float vec_dot(DType weight, int64_t n, const void* w_row, const void* act);
 
+// Rows [r0, r1) of a weight matrix (row r at w + r * w_stride bytes) times n activation rows
+// (activation t at act + t * act_stride bytes, from quantize_activations):
+// out[t * out_stride + r] = vec_dot(weight, cols, row r, activation t), bit for bit. The AVX2 path
+// tiles several rows x several tokens for the 32-element block types, reusing each loaded weight
+// block across tokens and each activation block across rows; every element still takes vec_dot's
+// float steps in vec_dot's order.
+void matmul_rows(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
+                 const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride);
+
 // Attention helpers over f16 cache rows.
 float dot_f32_f16(const float* a, const uint16_t* b, int64_t n);
 void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);  // y[i] += alpha * x[i]

@@ -1,7 +1,15 @@
 // A persistent pool of worker threads, passed explicitly to whoever needs it.
-// parallel_for splits [0, n) into contiguous chunks, one per thread; each index runs exactly once,
-// and what an index computes must not depend on which thread runs it.
+// parallel_for splits [0, n) into contiguous chunks that the threads claim one at a time (a few
+// per thread, so a thread the OS has descheduled does not hold up the others); each index runs
+// exactly once, and what an index computes must not depend on which thread runs it nor on where
+// the chunk boundaries fall. thread_index only selects per-thread scratch space.
+//
+// Waking: workers spin briefly on an atomic generation counter after each job (a decode step calls
+// parallel_for a few hundred times per token, so the next job usually arrives within microseconds)
+// and only then sleep on a condition variable; the caller touches the mutex only when a worker is
+// asleep. The caller runs chunk 0 itself and spins (then yields) until the others are done.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -24,15 +32,21 @@ class ThreadPool {
 
  private:
   void worker(int index);
+  void publish();
+  void run_chunks(uint64_t gen, int index);
   int n_threads_;
   std::vector<std::thread> threads_;
   std::mutex mu_;
-  std::condition_variable start_cv_, done_cv_;
+  std::condition_variable start_cv_;
   const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
   int64_t job_n_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  int64_t job_chunks_ = 0;
+  alignas(64) std::atomic<uint64_t> generation_{0};
+  // (generation << 32) | next unclaimed chunk: a claim succeeds only for the current job.
+  alignas(64) std::atomic<uint64_t> next_chunk_{0};
+  alignas(64) std::atomic<int64_t> done_chunks_{0};
+  alignas(64) std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace kvstash

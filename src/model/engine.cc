@@ -24,7 +24,7 @@ Engine::Engine(const Model& model, const EngineOptions& o)
       n_ctx_(o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(model.config().n_ctx_train, 4096)),
       kv_(KvShape{model.config().n_layer, model.config().n_head_kv, model.config().head_dim,
                   o.block_tokens},
-          n_ctx_),
+          o.kv_tokens > 0 ? o.kv_tokens : n_ctx_ + 2 * o.block_tokens),
       s_(std::make_unique<Scratch>()) {}
 
 Engine::~Engine() = default;
@@ -41,12 +41,11 @@ void Engine::matmul(const Weight& w, const float* x, int64_t n, float* out) {
   pool_.parallel_for(n, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t) quantize_activations(w.type, x + t * w.cols, act + size_t(t) * stride, w.cols);
   });
-  pool_.parallel_for(w.rows, [&](int64_t b, int64_t e, int) {
-    for (int64_t r = b; r < e; ++r) {
-      const uint8_t* row = w.row(r);
-      for (int64_t t = 0; t < n; ++t)
-        out[t * w.rows + r] = vec_dot(w.type, w.cols, row, act + size_t(t) * stride);
-    }
+  // Split across groups of 4 output rows (the kernel's row tile), never across the reduction.
+  constexpr int64_t kRowGroup = 4;
+  pool_.parallel_for((w.rows + kRowGroup - 1) / kRowGroup, [&](int64_t b, int64_t e, int) {
+    matmul_rows(w.type, w.cols, w.data, w.row_stride, b * kRowGroup, std::min(w.rows, e * kRowGroup),
+                act, stride, n, out, w.rows);
   });
 }
 

@@ -54,7 +54,10 @@ GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>&
     r.text += piece;
     if (on_text && !piece.empty()) on_text(piece);
     if (i + 1 < o.n_predict) {
-      if (seq.size() + 1 > engine.n_ctx()) break;
+      if (seq.size() + 1 > engine.n_ctx()) {
+        r.stop_reason = "context";
+        break;
+      }
       logits = engine.forward(seq, &next, 1);
     }
   }

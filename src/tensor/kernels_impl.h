@@ -127,5 +127,9 @@ struct KernelTable {
 extern const KernelTable kScalarKernels;  // vec_dot_scalar.cc
 extern const KernelTable kAvx2Kernels;    // vec_dot_avx2.cc
 const KernelTable& active_kernels();      // simd.cc
+// The AVX2 tiled matmul_rows (matmul_avx2.cc); false: no tiled kernel for this type.
+bool matmul_rows_avx2(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0,
+                      int64_t r1, const void* act, size_t act_stride, int64_t n, float* out,
+                      int64_t out_stride);
 
 }  // namespace kvstash::detail

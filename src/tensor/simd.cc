@@ -76,6 +76,19 @@ float vec_dot(DType weight, int64_t n, const void* w_row, const void* act) {
   throw Error("no dot product for weight type " + dtype_name(uint32_t(weight)));
 }
 
+void matmul_rows(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
+                 const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride) {
+  if (r0 >= r1 || n <= 0) return;
+  if (&detail::active_kernels() == &detail::kAvx2Kernels &&
+      detail::matmul_rows_avx2(weight, cols, w, w_stride, r0, r1, act, act_stride, n, out, out_stride))
+    return;
+  const uint8_t* wb = static_cast<const uint8_t*>(w);
+  const uint8_t* ab = static_cast<const uint8_t*>(act);
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t t = 0; t < n; ++t)
+      out[t * out_stride + r] = vec_dot(weight, cols, wb + size_t(r) * w_stride, ab + size_t(t) * act_stride);
+}
+
 float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
   return detail::active_kernels().dot_f32_f16(a, b, n);
 }

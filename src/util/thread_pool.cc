@@ -1,8 +1,21 @@
 #include "kvstash/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define KVSTASH_PAUSE() _mm_pause()
+#else
+#define KVSTASH_PAUSE() ((void)0)
+#endif
 
 namespace kvstash {
+
+namespace {
+// How long a worker spins for the next job before it sleeps.
+constexpr auto kSpinTime = std::chrono::microseconds(300);
+}  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = std::max(1u, std::thread::hardware_concurrency());
@@ -11,18 +24,48 @@ ThreadPool::ThreadPool(int n_threads) {
 }
 
 ThreadPool::~ThreadPool() {
+  stop_.store(true, std::memory_order_seq_cst);
+  generation_.store((generation_.load(std::memory_order_relaxed) + 1) & 0xFFFFFFFF,
+                    std::memory_order_seq_cst);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
   }
   start_cv_.notify_all();
   for (auto& t : threads_) t.join();
 }
 
-static void run_chunk(const std::function<void(int64_t, int64_t, int)>& fn, int64_t n, int parts,
-                      int index) {
-  const int64_t begin = n * index / parts, end = n * (index + 1) / parts;
-  if (begin < end) fn(begin, end, index);
+// next_chunk_ packs (generation & 0xFFFFFF) << 40 | chunk count << 20 | next unclaimed chunk, so a
+// claim (one compare-exchange) is valid only for the job it was published with; until that claimed
+// chunk is done the caller cannot move on, so job_ and job_n_ stay that job's.
+constexpr uint64_t kGenShift = 40, kCountShift = 20, kField = (uint64_t(1) << 20) - 1;
+
+// Claims chunks of the job of generation gen until none is left (or the job is over).
+void ThreadPool::run_chunks(uint64_t gen, int index) {
+  const uint64_t tag = (gen & 0xFFFFFF) << kGenShift;
+  uint64_t v = next_chunk_.load(std::memory_order_acquire);
+  for (;;) {
+    if ((v >> kGenShift) << kGenShift != tag) return;
+    const int64_t count = int64_t((v >> kCountShift) & kField), c = int64_t(v & kField);
+    if (c >= count) return;
+    if (!next_chunk_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) continue;
+    const int64_t n = job_n_;
+    const int64_t begin = n * c / count, end = n * (c + 1) / count;
+    if (begin < end) (*job_)(begin, end, index);
+    done_chunks_.fetch_add(1, std::memory_order_acq_rel);
+    v = next_chunk_.load(std::memory_order_acquire);
+  }
+}
+
+// Makes the new generation visible and wakes sleeping workers. A worker increments sleepers_
+// before its last look at generation_ (both seq_cst), so either it sees the new generation or we
+// see it asleep and notify under the mutex it waits with.
+void ThreadPool::publish() {
+  generation_.store((generation_.load(std::memory_order_relaxed) + 1) & 0xFFFFFFFF,
+                    std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    { std::lock_guard<std::mutex> lock(mu_); }
+    start_cv_.notify_all();
+  }
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
@@ -31,38 +74,44 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n, 0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    pending_ = n_threads_ - 1;
-    ++generation_;
+  const uint64_t gen = (generation_.load(std::memory_order_relaxed) + 1) & 0xFFFFFFFF;
+  job_ = &fn;
+  job_n_ = n;
+  job_chunks_ = std::min<int64_t>(n, int64_t(n_threads_) * 4);
+  done_chunks_.store(0, std::memory_order_relaxed);
+  next_chunk_.store(((gen & 0xFFFFFF) << kGenShift) | (uint64_t(job_chunks_) << kCountShift),
+                    std::memory_order_release);
+  publish();
+  run_chunks(gen, 0);
+  for (unsigned spins = 0; done_chunks_.load(std::memory_order_acquire) != job_chunks_; ++spins) {
+    if (spins < 4096) KVSTASH_PAUSE();
+    else std::this_thread::yield();
   }
-  start_cv_.notify_all();
-  run_chunk(fn, n, n_threads_, 0);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [this] { return pending_ == 0; });
   job_ = nullptr;
 }
 
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t, int)>* job;
-    int64_t n;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
+    uint64_t gen = generation_.load(std::memory_order_acquire);
+    if (gen == seen) {
+      const auto start = std::chrono::steady_clock::now();
+      for (unsigned spins = 1;; ++spins) {
+        KVSTASH_PAUSE();
+        gen = generation_.load(std::memory_order_acquire);
+        if (gen != seen) break;
+        if (spins % 256 == 0 && std::chrono::steady_clock::now() - start > kSpinTime) {
+          std::unique_lock<std::mutex> lock(mu_);
+          sleepers_.fetch_add(1, std::memory_order_seq_cst);
+          while ((gen = generation_.load(std::memory_order_seq_cst)) == seen) start_cv_.wait(lock);
+          sleepers_.fetch_sub(1, std::memory_order_relaxed);
+          break;
+        }
+      }
     }
-    run_chunk(*job, n, n_threads_, index);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
-    }
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = gen;
+    run_chunks(gen, index);
   }
 }
 

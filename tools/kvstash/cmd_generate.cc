@@ -43,6 +43,7 @@ Command add_generate(CLI::App& app) {
         std::fwrite(s.data(), 1, s.size(), stdout);
         std::fflush(stdout);
       };
+      if (!a->json) print(p);
       const Continuation c = prefix.generate(p, a->gen, print);
       if (!a->json) {
         std::printf("\n");

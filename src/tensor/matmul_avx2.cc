@@ -1,0 +1,232 @@
+// Tiled AVX2 matrix products for the 32-element block types (q4_0, q4_1, q8_0): R weight rows x T
+// activation rows at a time. Each (row, token) element is exactly vec_dot's AVX2 computation
+// (vec_dot_avx2.cc dot_blocks): the same exact int32 block sums, the same float steps on the same
+// lanes, the same partial-group blend and the same lane reduction; only the loads and the
+// unpacking of quants and scales are shared across the tile.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "tensor/kernels_impl.h"
+
+#define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace kvstash::detail {
+
+namespace {
+
+KV_AVX2 inline __m256i load256(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+KV_AVX2 inline __m128i load128(const void* p) {
+  return _mm_loadu_si128(static_cast<const __m128i*>(p));
+}
+KV_AVX2 inline __m256i hsum8_i32(const __m256i v[8]) {
+  const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
+  const __m256i u0 = _mm256_hadd_epi32(t0, t1);
+  const __m256i u1 = _mm256_hadd_epi32(t2, t3);
+  return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                          _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+KV_AVX2 inline int32_t load_i32(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+// The first 4 bytes of up to 8 blocks as int32 lanes; past count, the last block repeats.
+KV_AVX2 inline __m256i heads(const uint8_t* p, size_t stride, int count) {
+  size_t o[8];
+  for (int k = 0; k < 8; ++k) o[k] = size_t(std::min(k, count - 1)) * stride;
+  __m128i lo = _mm_cvtsi32_si128(load_i32(p + o[0]));
+  lo = _mm_insert_epi32(lo, load_i32(p + o[1]), 1);
+  lo = _mm_insert_epi32(lo, load_i32(p + o[2]), 2);
+  lo = _mm_insert_epi32(lo, load_i32(p + o[3]), 3);
+  __m128i hi = _mm_cvtsi32_si128(load_i32(p + o[4]));
+  hi = _mm_insert_epi32(hi, load_i32(p + o[5]), 1);
+  hi = _mm_insert_epi32(hi, load_i32(p + o[6]), 2);
+  hi = _mm_insert_epi32(hi, load_i32(p + o[7]), 3);
+  return _mm256_set_m128i(hi, lo);
+}
+// Lanes: the f16 in the low half of each int32 -> lo, the high half -> hi (as f32).
+KV_AVX2 inline void split_f16(__m256i h, __m256& lo, __m256& hi) {
+  const __m256i a = _mm256_and_si256(h, _mm256_set1_epi32(0xFFFF)), b = _mm256_srli_epi32(h, 16);
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
+  lo = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
+  hi = _mm256_cvtph_ps(_mm256_extracti128_si256(packed, 1));
+}
+KV_AVX2 inline __m256i nibbles32(const uint8_t* qs) {
+  const __m256i q = _mm256_broadcastsi128_si256(load128(qs));
+  const __m256i shifted = _mm256_srlv_epi32(q, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+  return _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F));
+}
+
+struct Wide { __m256i lo, hi; };
+
+// Per type: the weight block unpacked once (wprep), the activation block unpacked once (aprep),
+// their exact int32 partial sums (prod), and vec_dot's float step (step_q8 / step_q4_1).
+struct TraitsQ4_0 {
+  using WB = BlockQ4_0;
+  using AB = BlockQ8_0;
+  using WP = __m256i;
+  using AP = __m256i;
+  static KV_AVX2 inline WP wprep(const WB& x) { return nibbles32(x.qs); }
+  static KV_AVX2 inline AP aprep(const AB& y) { return load256(y.qs); }
+  static KV_AVX2 inline __m256i prod(WP w, AP a) {
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(w, a),
+                                       _mm256_maddubs_epi16(_mm256_set1_epi8(8), a));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+  }
+  static KV_AVX2 inline __m256 step(__m256 acc, __m256 dw, __m256, __m256 dx, __m256, __m256 isum) {
+    return _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), isum, acc);
+  }
+};
+struct TraitsQ4_1 {
+  using WB = BlockQ4_1;
+  using AB = BlockQ8_1;
+  using WP = __m256i;
+  using AP = __m256i;
+  static KV_AVX2 inline WP wprep(const WB& x) { return nibbles32(x.qs); }
+  static KV_AVX2 inline AP aprep(const AB& y) { return load256(y.qs); }
+  static KV_AVX2 inline __m256i prod(WP w, AP a) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, a), _mm256_set1_epi16(1));
+  }
+  static KV_AVX2 inline __m256 step(__m256 acc, __m256 dw, __m256 mw, __m256 dx, __m256 sx,
+                                    __m256 isum) {
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), isum, acc);
+    return _mm256_fmadd_ps(mw, sx, acc);
+  }
+};
+struct TraitsQ8_0 {
+  using WB = BlockQ8_0;
+  using AB = BlockQ8_0;
+  using WP = Wide;
+  using AP = Wide;
+  static KV_AVX2 inline Wide widen(const int8_t* q) {
+    return {_mm256_cvtepi8_epi16(load128(q)), _mm256_cvtepi8_epi16(load128(q + 16))};
+  }
+  static KV_AVX2 inline WP wprep(const WB& x) { return widen(x.qs); }
+  static KV_AVX2 inline AP aprep(const AB& y) { return widen(y.qs); }
+  static KV_AVX2 inline __m256i prod(WP w, AP a) {
+    return _mm256_add_epi32(_mm256_madd_epi16(w.lo, a.lo), _mm256_madd_epi16(w.hi, a.hi));
+  }
+  static KV_AVX2 inline __m256 step(__m256 acc, __m256 dw, __m256, __m256 dx, __m256, __m256 isum) {
+    return _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), isum, acc);
+  }
+};
+
+KV_AVX2 inline float reduce8(__m256 v) {
+  alignas(32) float lane[8];
+  _mm256_store_ps(lane, v);
+  return reduce_lanes(lane);
+}
+
+// R rows (w, w_stride apart) x T activations (a, a_stride apart), nb blocks each.
+template <class Tr, int R, int T>
+KV_AVX2 void tile(const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, int64_t nb,
+                  float* out, int64_t out_stride) {
+  using WB = typename Tr::WB;
+  using AB = typename Tr::AB;
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; b += 8) {
+    const int count = int(std::min<int64_t>(8, nb - b));
+    __m256 dw[R], mw[R], dx[T], sx[T];
+    for (int r = 0; r < R; ++r)
+      split_f16(heads(w + r * w_stride + b * sizeof(WB), sizeof(WB), count), dw[r], mw[r]);
+    for (int t = 0; t < T; ++t)
+      split_f16(heads(a + t * a_stride + b * sizeof(AB), sizeof(AB), count), dx[t], sx[t]);
+    __m256i s[R][T][8];
+    if (count == 8) {
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        typename Tr::WP wp[R];
+        for (int r = 0; r < R; ++r)
+          wp[r] = Tr::wprep(reinterpret_cast<const WB*>(w + r * w_stride)[b + k]);
+        for (int t = 0; t < T; ++t) {
+          const typename Tr::AP ap = Tr::aprep(reinterpret_cast<const AB*>(a + t * a_stride)[b + k]);
+          for (int r = 0; r < R; ++r) s[r][t][k] = Tr::prod(wp[r], ap);
+        }
+      }
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < T; ++t)
+          acc[r][t] = Tr::step(acc[r][t], dw[r], mw[r], dx[t], sx[t],
+                               _mm256_cvtepi32_ps(hsum8_i32(s[r][t])));
+    } else {
+      for (int k = 0; k < 8; ++k) {
+        if (k >= count) {
+          for (int r = 0; r < R; ++r)
+            for (int t = 0; t < T; ++t) s[r][t][k] = _mm256_setzero_si256();
+          continue;
+        }
+        typename Tr::WP wp[R];
+        for (int r = 0; r < R; ++r)
+          wp[r] = Tr::wprep(reinterpret_cast<const WB*>(w + r * w_stride)[b + k]);
+        for (int t = 0; t < T; ++t) {
+          const typename Tr::AP ap = Tr::aprep(reinterpret_cast<const AB*>(a + t * a_stride)[b + k]);
+          for (int r = 0; r < R; ++r) s[r][t][k] = Tr::prod(wp[r], ap);
+        }
+      }
+      const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+          _mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < T; ++t) {
+          const __m256 next = Tr::step(acc[r][t], dw[r], mw[r], dx[t], sx[t],
+                                       _mm256_cvtepi32_ps(hsum8_i32(s[r][t])));
+          acc[r][t] = _mm256_blendv_ps(acc[r][t], next, keep);
+        }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) out[t * out_stride + r] = reduce8(acc[r][t]);
+}
+
+constexpr int kRows = 4, kTokens = 4;
+constexpr int64_t kTokenBlock = 64;  // activations of this many tokens stay in cache per pass
+
+template <class Tr>
+KV_AVX2 void matmul(int64_t nb, const uint8_t* w, size_t w_stride, int64_t r0, int64_t r1,
+                    const uint8_t* act, size_t act_stride, int64_t n, float* out, int64_t out_stride) {
+  for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
+    const int64_t t1 = std::min(n, t0 + kTokenBlock);
+    for (int64_t r = r0; r < r1;) {
+      const int rows = r + kRows <= r1 ? kRows : 1;
+      const uint8_t* wr = w + size_t(r) * w_stride;
+      int64_t t = t0;
+      for (; t + kTokens <= t1; t += kTokens) {
+        const uint8_t* at = act + size_t(t) * act_stride;
+        float* o = out + t * out_stride + r;
+        if (rows == kRows) tile<Tr, kRows, kTokens>(wr, w_stride, at, act_stride, nb, o, out_stride);
+        else tile<Tr, 1, kTokens>(wr, w_stride, at, act_stride, nb, o, out_stride);
+      }
+      for (; t < t1; ++t) {
+        const uint8_t* at = act + size_t(t) * act_stride;
+        float* o = out + t * out_stride + r;
+        if (rows == kRows) tile<Tr, kRows, 1>(wr, w_stride, at, act_stride, nb, o, out_stride);
+        else tile<Tr, 1, 1>(wr, w_stride, at, act_stride, nb, o, out_stride);
+      }
+      r += rows;
+    }
+  }
+}
+
+}  // namespace
+
+bool matmul_rows_avx2(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0,
+                      int64_t r1, const void* act, size_t act_stride, int64_t n, float* out,
+                      int64_t out_stride) {
+  if (cols % kQK != 0) return false;
+  const int64_t nb = cols / kQK;
+  const uint8_t* wb = static_cast<const uint8_t*>(w);
+  const uint8_t* ab = static_cast<const uint8_t*>(act);
+  switch (weight) {
+    case DType::Q4_0: matmul<TraitsQ4_0>(nb, wb, w_stride, r0, r1, ab, act_stride, n, out, out_stride); return true;
+    case DType::Q4_1: matmul<TraitsQ4_1>(nb, wb, w_stride, r0, r1, ab, act_stride, n, out, out_stride); return true;
+    case DType::Q8_0: matmul<TraitsQ8_0>(nb, wb, w_stride, r0, r1, ab, act_stride, n, out, out_stride); return true;
+    default: return false;
+  }
+}
+
+}  // namespace kvstash::detail

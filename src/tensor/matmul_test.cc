@@ -1,0 +1,76 @@
+// matmul_rows: every element bit-identical to vec_dot, for the scalar and the AVX2 kernels, for
+// any row range and token count (tiles, row and token remainders, partial 8-block groups).
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "kvstash/kernels.h"
+
+namespace kvstash {
+namespace {
+
+struct LevelGuard {
+  SimdLevel saved = simd_level();
+  ~LevelGuard() { set_simd_level(saved); }
+};
+
+uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+// Random weights of type t (sane f16 scales), quantized activations from random floats.
+std::vector<uint8_t> random_weights(DType t, int64_t cols, int64_t rows, std::mt19937& rng) {
+  std::vector<float> x(size_t(cols * rows));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float& v : x) v = normal(rng);
+  std::vector<uint8_t> w(row_bytes(t, cols) * size_t(rows));
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (auto& b : w) b = uint8_t(byte(rng));
+  const int bs = int(dtype_info(t).block_size), bb = int(row_bytes(t, bs));
+  for (size_t off = 0; off < w.size(); off += size_t(bb)) {  // scale fields: small finite f16
+    const uint16_t d = f32_to_f16(0.01f + 0.001f * float(byte(rng))), m = f32_to_f16(-0.05f * float(byte(rng)) / 255.0f);
+    std::memcpy(&w[off], &d, 2);
+    if (t == DType::Q4_1) std::memcpy(&w[off + 2], &m, 2);
+  }
+  return w;
+}
+
+void check(DType t, int64_t cols, int64_t rows, int64_t n, SimdLevel level) {
+  LevelGuard guard;
+  set_simd_level(level);
+  std::mt19937 rng(uint32_t(cols * 131 + rows * 7 + n));
+  const std::vector<uint8_t> w = random_weights(t, cols, rows, rng);
+  const size_t ws = row_bytes(t, cols), as = row_bytes(activation_type(t), cols);
+  std::vector<float> x(size_t(cols * n));
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (float& v : x) v = normal(rng);
+  std::vector<uint8_t> act(as * size_t(n));
+  for (int64_t i = 0; i < n; ++i) quantize_activations(t, &x[size_t(i * cols)], &act[size_t(i) * as], cols);
+  std::vector<float> out(size_t(rows * n), -1.0f);
+  // Two calls over a split row range, as threads do.
+  const int64_t mid = rows / 3;
+  matmul_rows(t, cols, w.data(), ws, 0, mid, act.data(), as, n, out.data(), rows);
+  matmul_rows(t, cols, w.data(), ws, mid, rows, act.data(), as, n, out.data(), rows);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < n; ++i) {
+      const float ref = vec_dot(t, cols, &w[size_t(r) * ws], &act[size_t(i) * as]);
+      ASSERT_EQ(bits(out[size_t(i * rows + r)]), bits(ref))
+          << dtype_name(uint32_t(t)) << " cols " << cols << " row " << r << " token " << i;
+    }
+}
+
+TEST(MatmulRows, BitIdenticalToVecDot) {
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q6_K, DType::F32})
+    for (int64_t cols : {256, 288, 576, 1536})
+      for (int64_t n : {1, 3, 4, 7, 70}) {
+        if (cols % dtype_info(t).block_size != 0) continue;
+        for (SimdLevel level : {SimdLevel::Scalar, SimdLevel::AVX2}) check(t, cols, 13, n, level);
+      }
+}
+
+}  // namespace
+}  // namespace kvstash
