@@ -192,7 +192,7 @@ TEST(StateModel, RestoreFailureLeavesSequenceIntact) {
   const State too_long = prefill_state(big, long_seq, prose_tokens(100));
 
   // 6 blocks of 16 entries: seq holds 2, other 3.
-  Engine engine(m, EngineOptions{.n_ctx = 96, .block_tokens = 16});
+  Engine engine(m, EngineOptions{.n_ctx = 96, .block_tokens = 16, .kv_tokens = 96});
   Sequence seq = engine.new_sequence();
   const State before = prefill_state(engine, seq, prose_tokens(20));
   Sequence other = engine.new_sequence();
