@@ -53,6 +53,7 @@ class Engine {
   void layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention);
   void attention(int il, const Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention);
   void matmul(const Weight& w, const float* x, int64_t n, float* out);
+  void matmul(const Weight* const* ws, float* const* outs, int count, const float* x, int64_t n);  // count <= 3
 
   const Model& model_;
   ThreadPool pool_;

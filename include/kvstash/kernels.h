@@ -46,6 +46,14 @@ float dot_f32_f16(const float* a, const uint16_t* b, int64_t n);
 void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);  // y[i] += alpha * x[i]
 float dot_f32(const float* a, const float* b, int64_t n);
 
+// Attention over n consecutive f16 cache rows (row j at rows + j * dim), bit for bit the loops
+//   scores[j] = dot_f32_f16(q, row j, dim) * scale            (attention_scores_f16)
+//   for j in order: axpy_f16(p[j], row j, out, dim)          (attention_values_f16)
+// The AVX2 path scores 8 rows at once and keeps out in registers across rows.
+void attention_scores_f16(const float* q, const uint16_t* rows, int64_t n, int64_t dim, float scale,
+                          float* scores);
+void attention_values_f16(const float* p, const uint16_t* rows, int64_t n, int64_t dim, float* out);
+
 enum class SimdLevel { Scalar, AVX2 };
 // The level in use: the best the CPU supports, unless KVSTASH_SIMD=scalar is set (read once).
 SimdLevel simd_level();

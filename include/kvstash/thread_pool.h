@@ -12,7 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
+#include <type_traits>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -28,9 +28,17 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
   // fn(begin, end, thread_index) on disjoint ranges covering [0, n); returns when all are done.
-  void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn);
+  // Takes any callable by reference (no std::function, so no allocation per call).
+  template <class F>
+  void parallel_for(int64_t n, F&& fn) {
+    using Fn = std::remove_reference_t<F>;
+    run(n, [](void* f, int64_t b, int64_t e, int t) { (*static_cast<Fn*>(f))(b, e, t); },
+        const_cast<void*>(static_cast<const void*>(&fn)));
+  }
 
  private:
+  using Trampoline = void (*)(void*, int64_t, int64_t, int);
+  void run(int64_t n, Trampoline call, void* fn);
   void worker(int index);
   void publish();
   void run_chunks(uint64_t gen, int index);
@@ -38,7 +46,8 @@ class ThreadPool {
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::condition_variable start_cv_;
-  const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
+  Trampoline job_call_ = nullptr;
+  void* job_fn_ = nullptr;
   int64_t job_n_ = 0;
   int64_t job_chunks_ = 0;
   alignas(64) std::atomic<uint64_t> generation_{0};

@@ -34,18 +34,39 @@ static void grow(std::vector<float>& v, size_t n) {
 }
 
 void Engine::matmul(const Weight& w, const float* x, int64_t n, float* out) {
-  const DType at = activation_type(w.type);
-  const size_t stride = row_bytes(at, w.cols);
+  const Weight* ws[1] = {&w};
+  float* outs[1] = {out};
+  matmul(ws, outs, 1, x, n);
+}
+
+// Products of `count` weights (same type and width) with the same input rows: the activations
+// are quantized once, and one parallel_for covers the row groups of all of them.
+void Engine::matmul(const Weight* const* ws, float* const* outs, int count, const float* x, int64_t n) {
+  const Weight& w0 = *ws[0];
+  for (int i = 1; i < count; ++i)
+    if (ws[i]->type != w0.type || ws[i]->cols != w0.cols) {
+      for (int j = 0; j < count; ++j) matmul(*ws[j], x, n, outs[j]);
+      return;
+    }
+  const size_t stride = row_bytes(activation_type(w0.type), w0.cols);
   if (s_->act.size() < stride * size_t(n)) s_->act.resize(stride * size_t(n));
   uint8_t* act = s_->act.data();
   pool_.parallel_for(n, [&](int64_t b, int64_t e, int) {
-    for (int64_t t = b; t < e; ++t) quantize_activations(w.type, x + t * w.cols, act + size_t(t) * stride, w.cols);
+    for (int64_t t = b; t < e; ++t)
+      quantize_activations(w0.type, x + t * w0.cols, act + size_t(t) * stride, w0.cols);
   });
   // Split across groups of 4 output rows (the kernel's row tile), never across the reduction.
   constexpr int64_t kRowGroup = 4;
-  pool_.parallel_for((w.rows + kRowGroup - 1) / kRowGroup, [&](int64_t b, int64_t e, int) {
-    matmul_rows(w.type, w.cols, w.data, w.row_stride, b * kRowGroup, std::min(w.rows, e * kRowGroup),
-                act, stride, n, out, w.rows);
+  int64_t groups[4] = {0, 0, 0, 0};  // first group of weight i (prefix sums)
+  for (int i = 0; i < count; ++i) groups[i + 1] = groups[i] + (ws[i]->rows + kRowGroup - 1) / kRowGroup;
+  pool_.parallel_for(groups[count], [&](int64_t b, int64_t e, int) {
+    for (int i = 0; i < count; ++i) {
+      const int64_t gb = std::max(b, groups[i]) - groups[i], ge = std::min(e, groups[i + 1]) - groups[i];
+      if (gb >= ge) continue;
+      const Weight& w = *ws[i];
+      matmul_rows(w.type, w.cols, w.data, w.row_stride, gb * kRowGroup, std::min(w.rows, ge * kRowGroup),
+                  act, stride, n, outs[i], w.rows);
+    }
   });
 }
 
@@ -99,9 +120,11 @@ void Engine::layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<
 
   for (int64_t t = 0; t < n; ++t)
     rms_norm(&s.x[size_t(t * c.n_embd)], w.attn_norm.data(), c.n_embd, c.rms_eps, &s.xn[size_t(t * c.n_embd)]);
-  matmul(w.wq, s.xn.data(), n, s.q.data());
-  matmul(w.wk, s.xn.data(), n, s.k.data());
-  matmul(w.wv, s.xn.data(), n, s.v.data());
+  {
+    const Weight* qkv[3] = {&w.wq, &w.wk, &w.wv};
+    float* out[3] = {s.q.data(), s.k.data(), s.v.data()};
+    matmul(qkv, out, 3, s.xn.data(), n);
+  }
   for (int64_t t = 0; t < n; ++t) {
     const int32_t pos = seq.positions()[size_t(first + t)];
     rope(&s.q[size_t(t * q_dim)], c.n_head, c.head_dim, c.n_rot, pos, model_.rope_inv_freq());
@@ -115,8 +138,11 @@ void Engine::layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<
 
   for (int64_t t = 0; t < n; ++t)
     rms_norm(&s.x[size_t(t * c.n_embd)], w.ffn_norm.data(), c.n_embd, c.rms_eps, &s.xn[size_t(t * c.n_embd)]);
-  matmul(w.w_gate, s.xn.data(), n, s.gate.data());
-  matmul(w.w_up, s.xn.data(), n, s.up.data());
+  {
+    const Weight* gate_up[2] = {&w.w_gate, &w.w_up};
+    float* out[2] = {s.gate.data(), s.up.data()};
+    matmul(gate_up, out, 2, s.xn.data(), n);
+  }
   swiglu(s.gate.data(), s.up.data(), n * c.n_ff);
   matmul(w.w_down, s.gate.data(), n, s.xn.data());
   for (int64_t i = 0; i < n * c.n_embd; ++i) s.x[size_t(i)] += s.xn[size_t(i)];
@@ -139,14 +165,15 @@ void Engine::attention(int il, const Sequence& seq, int64_t first, int64_t n,
     float* out = &s.attn[size_t(t * q_dim + h * c.head_dim)];
     const int64_t n_see = first + t + 1;
     const int kvh = h / group;
-    for (int64_t j = 0; j < n_see; ++j)
-      scores[j] = dot_f32_f16(q, kv.k(seq.block_of(j), il, kvh) + size_t(j % bt) * size_t(c.head_dim),
-                              c.head_dim) * scale;
+    // Keys and values of a cache block are contiguous rows: one kernel call per block.
+    for (int64_t j = 0; j < n_see; j += bt)
+      attention_scores_f16(q, kv.k(seq.block_of(j), il, kvh), std::min<int64_t>(bt, n_see - j),
+                           c.head_dim, scale, scores + j);
     softmax(scores, n_see);
     std::fill(out, out + c.head_dim, 0.0f);
-    for (int64_t j = 0; j < n_see; ++j)
-      axpy_f16(scores[j], kv.v(seq.block_of(j), il, kvh) + size_t(j % bt) * size_t(c.head_dim), out,
-               c.head_dim);
+    for (int64_t j = 0; j < n_see; j += bt)
+      attention_values_f16(scores + j, kv.v(seq.block_of(j), il, kvh), std::min<int64_t>(bt, n_see - j),
+                           c.head_dim, out);
   };
 
   if (!attention) {

@@ -127,6 +127,11 @@ struct KernelTable {
 extern const KernelTable kScalarKernels;  // vec_dot_scalar.cc
 extern const KernelTable kAvx2Kernels;    // vec_dot_avx2.cc
 const KernelTable& active_kernels();      // simd.cc
+// AVX2 attention kernels (attention_avx2.cc); false: dim not handled, use the generic loop.
+bool attention_scores_f16_avx2(const float* q, const uint16_t* rows, int64_t n, int64_t dim,
+                               float scale, float* scores);
+bool attention_values_f16_avx2(const float* p, const uint16_t* rows, int64_t n, int64_t dim,
+                               float* out);
 // The AVX2 tiled matmul_rows (matmul_avx2.cc); false: no tiled kernel for this type.
 bool matmul_rows_avx2(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0,
                       int64_t r1, const void* act, size_t act_stride, int64_t n, float* out,

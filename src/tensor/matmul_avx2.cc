@@ -12,6 +12,9 @@
 
 #define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
 
+// GCC cannot see that the partial-group path reads staged blocks only below count.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 namespace kvstash::detail {
 
 namespace {
@@ -122,69 +125,66 @@ KV_AVX2 inline float reduce8(__m256 v) {
   return reduce_lanes(lane);
 }
 
+// One group of up to 8 blocks (starting at block b) of an R x T tile. The unpacked quants of
+// each row and token are staged once; then each (row, token) sums its 8 blocks exactly and takes
+// the float step of dot_blocks, with the same blend for a partial last group.
+template <class Tr, int R, int T, bool Full>
+KV_AVX2 inline void tile_group(const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride,
+                               int64_t b, int count, __m256 (&acc)[R][T]) {
+  using WB = typename Tr::WB;
+  using AB = typename Tr::AB;
+  typename Tr::WP wp[R][8];
+  typename Tr::AP ap[T][8];
+  __m256 dw[R], mw[R], dx[T], sx[T];
+  for (int r = 0; r < R; ++r) {
+    const WB* x = reinterpret_cast<const WB*>(w + r * w_stride) + b;
+    split_f16(heads(reinterpret_cast<const uint8_t*>(x), sizeof(WB), Full ? 8 : count), dw[r], mw[r]);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k)
+      if (Full || k < count) wp[r][k] = Tr::wprep(x[k]);
+  }
+  for (int t = 0; t < T; ++t) {
+    const AB* y = reinterpret_cast<const AB*>(a + t * a_stride) + b;
+    split_f16(heads(reinterpret_cast<const uint8_t*>(y), sizeof(AB), Full ? 8 : count), dx[t], sx[t]);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k)
+      if (Full || k < count) ap[t][k] = Tr::aprep(y[k]);
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) {
+      __m256i s[8];
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k)
+        s[k] = (Full || k < count) ? Tr::prod(wp[r][k], ap[t][k]) : _mm256_setzero_si256();
+      const __m256 next = Tr::step(acc[r][t], dw[r], mw[r], dx[t], sx[t],
+                                   _mm256_cvtepi32_ps(hsum8_i32(s)));
+      if (Full) {
+        acc[r][t] = next;
+      } else {
+        const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+            _mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+        acc[r][t] = _mm256_blendv_ps(acc[r][t], next, keep);
+      }
+    }
+}
+
 // R rows (w, w_stride apart) x T activations (a, a_stride apart), nb blocks each.
 template <class Tr, int R, int T>
 KV_AVX2 void tile(const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, int64_t nb,
                   float* out, int64_t out_stride) {
-  using WB = typename Tr::WB;
-  using AB = typename Tr::AB;
   __m256 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; b += 8) {
-    const int count = int(std::min<int64_t>(8, nb - b));
-    __m256 dw[R], mw[R], dx[T], sx[T];
-    for (int r = 0; r < R; ++r)
-      split_f16(heads(w + r * w_stride + b * sizeof(WB), sizeof(WB), count), dw[r], mw[r]);
-    for (int t = 0; t < T; ++t)
-      split_f16(heads(a + t * a_stride + b * sizeof(AB), sizeof(AB), count), dx[t], sx[t]);
-    __m256i s[R][T][8];
-    if (count == 8) {
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) {
-        typename Tr::WP wp[R];
-        for (int r = 0; r < R; ++r)
-          wp[r] = Tr::wprep(reinterpret_cast<const WB*>(w + r * w_stride)[b + k]);
-        for (int t = 0; t < T; ++t) {
-          const typename Tr::AP ap = Tr::aprep(reinterpret_cast<const AB*>(a + t * a_stride)[b + k]);
-          for (int r = 0; r < R; ++r) s[r][t][k] = Tr::prod(wp[r], ap);
-        }
-      }
-      for (int r = 0; r < R; ++r)
-        for (int t = 0; t < T; ++t)
-          acc[r][t] = Tr::step(acc[r][t], dw[r], mw[r], dx[t], sx[t],
-                               _mm256_cvtepi32_ps(hsum8_i32(s[r][t])));
-    } else {
-      for (int k = 0; k < 8; ++k) {
-        if (k >= count) {
-          for (int r = 0; r < R; ++r)
-            for (int t = 0; t < T; ++t) s[r][t][k] = _mm256_setzero_si256();
-          continue;
-        }
-        typename Tr::WP wp[R];
-        for (int r = 0; r < R; ++r)
-          wp[r] = Tr::wprep(reinterpret_cast<const WB*>(w + r * w_stride)[b + k]);
-        for (int t = 0; t < T; ++t) {
-          const typename Tr::AP ap = Tr::aprep(reinterpret_cast<const AB*>(a + t * a_stride)[b + k]);
-          for (int r = 0; r < R; ++r) s[r][t][k] = Tr::prod(wp[r], ap);
-        }
-      }
-      const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
-          _mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-      for (int r = 0; r < R; ++r)
-        for (int t = 0; t < T; ++t) {
-          const __m256 next = Tr::step(acc[r][t], dw[r], mw[r], dx[t], sx[t],
-                                       _mm256_cvtepi32_ps(hsum8_i32(s[r][t])));
-          acc[r][t] = _mm256_blendv_ps(acc[r][t], next, keep);
-        }
-    }
-  }
+  int64_t b = 0;
+  for (; b + 8 <= nb; b += 8) tile_group<Tr, R, T, true>(w, w_stride, a, a_stride, b, 8, acc);
+  if (b < nb) tile_group<Tr, R, T, false>(w, w_stride, a, a_stride, b, int(nb - b), acc);
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) out[t * out_stride + r] = reduce8(acc[r][t]);
 }
 
-constexpr int kRows = 4, kTokens = 4;
-constexpr int64_t kTokenBlock = 64;  // activations of this many tokens stay in cache per pass
+constexpr int kRows = 4, kTokens = 8;
+constexpr int64_t kTokenBlock = 64;
+constexpr int64_t kPrefetchRows = 2 * kRows;  // software prefetch distance in weight rows  // activations of this many tokens stay in cache per pass
 
 template <class Tr>
 KV_AVX2 void matmul(int64_t nb, const uint8_t* w, size_t w_stride, int64_t r0, int64_t r1,
@@ -194,6 +194,12 @@ KV_AVX2 void matmul(int64_t nb, const uint8_t* w, size_t w_stride, int64_t r0, i
     for (int64_t r = r0; r < r1;) {
       const int rows = r + kRows <= r1 ? kRows : 1;
       const uint8_t* wr = w + size_t(r) * w_stride;
+      if (t0 == 0) {  // first pass over these rows: fetch the rows a few tiles ahead from memory
+        const int64_t p0 = std::min(r1, r + kPrefetchRows), p1 = std::min(r1, r + kPrefetchRows + rows);
+        const char* pb = reinterpret_cast<const char*>(w + size_t(p0) * w_stride);
+        const char* pe = reinterpret_cast<const char*>(w + size_t(p1) * w_stride);
+        for (; pb < pe; pb += 64) _mm_prefetch(pb, _MM_HINT_T0);
+      }
       int64_t t = t0;
       for (; t + kTokens <= t1; t += kTokens) {
         const uint8_t* at = act + size_t(t) * act_stride;

@@ -74,3 +74,34 @@ TEST(MatmulRows, BitIdenticalToVecDot) {
 
 }  // namespace
 }  // namespace kvstash
+
+namespace kvstash {
+namespace {
+
+// Activation quantization: the AVX2 path writes the scalar path's bytes, ties (x * id = k + 0.5)
+// and zeros included.
+TEST(QuantizeActivations, ScalarAndAvx2WriteIdenticalBytes) {
+  LevelGuard guard;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q6_K})
+    for (int rep = 0; rep < 50; ++rep) {
+      const int64_t n = 512;
+      std::vector<float> x(static_cast<size_t>(n));
+      for (size_t i = 0; i < x.size(); ++i) {
+        x[i] = normal(rng);
+        if (rep % 3 == 1) x[i] = float(int(x[i] * 4)) * 0.5f + 0.25f * float(i % 2);  // many ties
+        if (rep % 5 == 2 && i < 64) x[i] = 0.0f;  // all-zero blocks
+      }
+      if (rep % 3 == 1) x[0] = 63.5f;  // amax 63.5: id = 2, halves land on .5 exactly
+      std::vector<uint8_t> a(row_bytes(activation_type(t), n)), b(a.size());
+      set_simd_level(SimdLevel::Scalar);
+      quantize_activations(t, x.data(), a.data(), n);
+      set_simd_level(SimdLevel::AVX2);
+      quantize_activations(t, x.data(), b.data(), n);
+      ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << dtype_name(uint32_t(t)) << " rep " << rep;
+    }
+}
+
+}  // namespace
+}  // namespace kvstash

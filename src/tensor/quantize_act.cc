@@ -1,5 +1,7 @@
 // Activation quantization, bit-identical to ggml's reference quantize_row_q8_0_ref,
 // quantize_row_q8_1_ref and quantize_row_q8_K_ref (inputs must be finite).
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -26,11 +28,69 @@ float quantize_block_q8(const float* x, uint16_t* d_out, int8_t* qs) {
   return d;
 }
 
+// The same block with AVX2: max |x| is order-free, x * id is one multiply per element as above,
+// and roundf (halves away from zero) is rebuilt exactly: t = trunc(v); |v - t| is exact, and
+// t moves one away from zero when it is >= 0.5. Returns d and the sum of the quants.
+__attribute__((target("avx2,fma,f16c"))) float quantize_block_q8_avx2(const float* x, uint16_t* d_out,
+                                                                      int8_t* qs, int* sum_out) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 v[4];
+  __m256 m = _mm256_setzero_ps();
+  for (int k = 0; k < 4; ++k) {
+    v[k] = _mm256_loadu_ps(x + 8 * k);
+    m = _mm256_max_ps(m, _mm256_and_ps(v[k], abs_mask));
+  }
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  const float amax = _mm_cvtss_f32(m4);
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  *d_out = f32_to_f16(d);
+  const __m256 vid = _mm256_set1_ps(id), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+  __m256i q[4];
+  for (int k = 0; k < 4; ++k) {
+    const __m256 p = _mm256_mul_ps(v[k], vid);
+    const __m256 t = _mm256_round_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 frac = _mm256_and_ps(_mm256_sub_ps(p, t), abs_mask);
+    const __m256 up = _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), one);
+    const __m256 sign = _mm256_andnot_ps(abs_mask, p);  // sign bit of p
+    q[k] = _mm256_cvtps_epi32(_mm256_add_ps(t, _mm256_or_ps(up, sign)));  // t +- 1 or t + (+-0)
+  }
+  // int32 -> int8 (values within [-127, 127]); packs work per 128-bit lane, the permute restores order.
+  const __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
+  const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23),
+                                                _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), p);
+  if (sum_out) {
+    const __m256i s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+    *sum_out = _mm_cvtsi128_si32(s4);
+  }
+  return d;
+}
+
+bool use_avx2() { return simd_level() == SimdLevel::AVX2; }
+
 void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t nb) {
+  if (use_avx2()) {
+    for (int64_t i = 0; i < nb; ++i) quantize_block_q8_avx2(x + kQK * i, &y[i].d, y[i].qs, nullptr);
+    return;
+  }
   for (int64_t i = 0; i < nb; ++i) quantize_block_q8(x + kQK * i, &y[i].d, y[i].qs);
 }
 
 void quantize_q8_1(const float* x, BlockQ8_1* y, int64_t nb) {
+  if (use_avx2()) {
+    for (int64_t i = 0; i < nb; ++i) {
+      int sum = 0;
+      const float d = quantize_block_q8_avx2(x + kQK * i, &y[i].d, y[i].qs, &sum);
+      y[i].s = f32_to_f16(float(sum) * d);
+    }
+    return;
+  }
   for (int64_t i = 0; i < nb; ++i) {
     const float d = quantize_block_q8(x + kQK * i, &y[i].d, y[i].qs);
     int sum = 0;

@@ -89,6 +89,21 @@ void matmul_rows(DType weight, int64_t cols, const void* w, size_t w_stride, int
       out[t * out_stride + r] = vec_dot(weight, cols, wb + size_t(r) * w_stride, ab + size_t(t) * act_stride);
 }
 
+void attention_scores_f16(const float* q, const uint16_t* rows, int64_t n, int64_t dim, float scale,
+                          float* scores) {
+  if (&detail::active_kernels() == &detail::kAvx2Kernels &&
+      detail::attention_scores_f16_avx2(q, rows, n, dim, scale, scores))
+    return;
+  for (int64_t j = 0; j < n; ++j) scores[j] = dot_f32_f16(q, rows + j * dim, dim) * scale;
+}
+
+void attention_values_f16(const float* p, const uint16_t* rows, int64_t n, int64_t dim, float* out) {
+  if (&detail::active_kernels() == &detail::kAvx2Kernels &&
+      detail::attention_values_f16_avx2(p, rows, n, dim, out))
+    return;
+  for (int64_t j = 0; j < n; ++j) axpy_f16(p[j], rows + j * dim, out, dim);
+}
+
 float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
   return detail::active_kernels().dot_f32_f16(a, b, n);
 }

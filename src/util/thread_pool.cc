@@ -14,7 +14,7 @@ namespace kvstash {
 
 namespace {
 // How long a worker spins for the next job before it sleeps.
-constexpr auto kSpinTime = std::chrono::microseconds(300);
+constexpr auto kSpinTime = std::chrono::microseconds(50);
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) {
@@ -36,7 +36,7 @@ ThreadPool::~ThreadPool() {
 
 // next_chunk_ packs (generation & 0xFFFFFF) << 40 | chunk count << 20 | next unclaimed chunk, so a
 // claim (one compare-exchange) is valid only for the job it was published with; until that claimed
-// chunk is done the caller cannot move on, so job_ and job_n_ stay that job's.
+// chunk is done the caller cannot move on, so job_call_, job_fn_ and job_n_ stay that job's.
 constexpr uint64_t kGenShift = 40, kCountShift = 20, kField = (uint64_t(1) << 20) - 1;
 
 // Claims chunks of the job of generation gen until none is left (or the job is over).
@@ -50,7 +50,7 @@ void ThreadPool::run_chunks(uint64_t gen, int index) {
     if (!next_chunk_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) continue;
     const int64_t n = job_n_;
     const int64_t begin = n * c / count, end = n * (c + 1) / count;
-    if (begin < end) (*job_)(begin, end, index);
+    if (begin < end) job_call_(job_fn_, begin, end, index);
     done_chunks_.fetch_add(1, std::memory_order_acq_rel);
     v = next_chunk_.load(std::memory_order_acquire);
   }
@@ -68,16 +68,17 @@ void ThreadPool::publish() {
   }
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
+void ThreadPool::run(int64_t n, Trampoline call, void* fn) {
   if (n <= 0) return;
   if (n_threads_ == 1 || n == 1) {
-    fn(0, n, 0);
+    call(fn, 0, n, 0);
     return;
   }
   const uint64_t gen = (generation_.load(std::memory_order_relaxed) + 1) & 0xFFFFFFFF;
-  job_ = &fn;
+  job_call_ = call;
+  job_fn_ = fn;
   job_n_ = n;
-  job_chunks_ = std::min<int64_t>(n, int64_t(n_threads_) * 4);
+  job_chunks_ = std::min<int64_t>(n, int64_t(n_threads_) * 8);
   done_chunks_.store(0, std::memory_order_relaxed);
   next_chunk_.store(((gen & 0xFFFFFF) << kGenShift) | (uint64_t(job_chunks_) << kCountShift),
                     std::memory_order_release);
@@ -87,7 +88,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     if (spins < 4096) KVSTASH_PAUSE();
     else std::this_thread::yield();
   }
-  job_ = nullptr;
+  job_fn_ = nullptr;
 }
 
 void ThreadPool::worker(int index) {
