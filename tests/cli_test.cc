@@ -12,6 +12,7 @@ namespace kvstash {
 namespace {
 
 using testing::cli;
+using testing::one_line_error;
 using testing::run_command;
 using nlohmann::json;
 
@@ -19,14 +20,6 @@ json run_json(const std::string& args) {
   testing::CommandResult r = run_command(cli() + " " + args, false);
   EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.out;
   return json::parse(r.out);
-}
-
-// Runs a command that must fail; returns its stderr, which must be exactly one line.
-std::string one_line_error(const std::string& args) {
-  testing::CommandResult r = run_command(cli() + " " + args + " 2>&1 >/dev/null", false);
-  EXPECT_NE(r.exit_code, 0) << args;
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
-  return r.out;
 }
 
 // A copy of the default model with one byte string replaced by another of the same length.

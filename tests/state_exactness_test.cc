@@ -17,6 +17,7 @@ namespace {
 
 using nlohmann::json;
 using testing::cli;
+using testing::one_line_error;
 using testing::run_command;
 
 std::string quote(const std::string& s) {
@@ -114,13 +115,6 @@ TEST(StateExactness, PromptDivergingInsideTheCacheReusesTheCommonPrefix) {
   EXPECT_EQ(c.reused_tokens, 100);
   Sequence fresh = engine.new_sequence();
   EXPECT_EQ(c.result.tokens, generate(engine, fresh, other, o).tokens);
-}
-
-std::string one_line_error(const std::string& args) {
-  testing::CommandResult r = run_command(cli() + " " + args + " 2>&1 >/dev/null", false);
-  EXPECT_NE(r.exit_code, 0) << args;
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
-  return r.out;
 }
 
 std::string read_bytes(const std::string& path) {

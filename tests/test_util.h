@@ -2,6 +2,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -46,5 +47,13 @@ inline const std::string& corpus_text() {
 }
 
 inline std::string cli() { return KVSTASH_CLI; }
+
+// Runs the CLI with args that must fail; returns its stderr, which must be exactly one line.
+inline std::string one_line_error(const std::string& args) {
+  CommandResult r = run_command(cli() + " " + args + " 2>&1 >/dev/null", false);
+  EXPECT_NE(r.exit_code, 0) << args;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  return r.out;
+}
 
 }  // namespace kvstash::testing

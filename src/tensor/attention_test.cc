@@ -7,20 +7,13 @@
 #include <gtest/gtest.h>
 
 #include "kvstash/kernels.h"
+#include "tensor/kernel_test_util.h"
 
 namespace kvstash {
 namespace {
 
-struct LevelGuard {
-  SimdLevel saved = simd_level();
-  ~LevelGuard() { set_simd_level(saved); }
-};
-
-uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
+using testing::bits;
+using testing::LevelGuard;
 
 TEST(AttentionKernels, RowByRowBitsAtEveryLevel) {
   LevelGuard guard;

@@ -7,20 +7,13 @@
 #include <gtest/gtest.h>
 
 #include "kvstash/kernels.h"
+#include "tensor/kernel_test_util.h"
 
 namespace kvstash {
 namespace {
 
-struct LevelGuard {
-  SimdLevel saved = simd_level();
-  ~LevelGuard() { set_simd_level(saved); }
-};
-
-uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
+using testing::bits;
+using testing::LevelGuard;
 
 // Random weights of type t (sane f16 scales), quantized activations from random floats.
 std::vector<uint8_t> random_weights(DType t, int64_t cols, int64_t rows, std::mt19937& rng) {

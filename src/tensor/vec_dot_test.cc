@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "kvstash/kernels.h"
+#include "tensor/kernel_test_util.h"
 
 namespace kvstash {
 namespace {
@@ -20,17 +21,8 @@ bool has_avx2() {
          __builtin_cpu_supports("f16c");
 }
 
-// Restores the SIMD level a test changed.
-struct LevelGuard {
-  SimdLevel saved = simd_level();
-  ~LevelGuard() { set_simd_level(saved); }
-};
-
-uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
+using testing::bits;
+using testing::LevelGuard;
 
 std::vector<int64_t> lengths_for(DType t) {
   const int64_t bs = dtype_info(t).block_size;

@@ -39,11 +39,10 @@ Command add_generate(CLI::App& app) {
     const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     for (const std::string& p : a->prompts) {
       std::function<void(const std::string&)> print;
-      if (!a->json) print = [](const std::string& s) {
-        std::fwrite(s.data(), 1, s.size(), stdout);
-        std::fflush(stdout);
-      };
-      if (!a->json) print(p);
+      if (!a->json) {
+        print = print_now;
+        print_now(p);
+      }
       const Continuation c = prefix.generate(p, a->gen, print);
       if (!a->json) {
         std::printf("\n");

@@ -4,7 +4,7 @@
 
 #include "commands.h"
 #include "common.h"
-#include "kvstash/generate.h"
+#include "kvstash/prefix.h"
 
 namespace kvstash::cli {
 
@@ -18,10 +18,8 @@ struct RunArgs {
   bool json = false;
 };
 
-std::vector<Token> prompt_tokens(const Model& m, const std::string& prompt, bool chat) {
-  if (!chat) return m.tokenizer().encode(prompt, true, true);
-  const std::string text = format_chat(detect_chat_template(m.gguf()), {{"user", prompt}}, true);
-  return m.tokenizer().encode(text, true, true);
+std::string prompt_text(const Model& m, const std::string& prompt, bool chat) {
+  return chat ? format_chat(detect_chat_template(m.gguf()), {{"user", prompt}}, true) : prompt;
 }
 }  // namespace
 
@@ -38,13 +36,10 @@ Command add_run(CLI::App& app) {
     if (!a->seed_given) a->gen.sampling.seed = random_seed();
     validate(a->gen.sampling);
     Loaded l = load(a->model);
-    const std::vector<Token> prompt = prompt_tokens(*l.model, a->prompt, a->chat);
+    const std::vector<Token> prompt = prompt_tokens(l.model->tokenizer(), prompt_text(*l.model, a->prompt, a->chat));
     Sequence seq = l.engine->new_sequence();
     std::function<void(const std::string&)> print;
-    if (!a->json) print = [](const std::string& s) {
-      std::fwrite(s.data(), 1, s.size(), stdout);
-      std::fflush(stdout);
-    };
+    if (!a->json) print = print_now;
     GenerateResult r = generate(*l.engine, seq, prompt, a->gen, print);
     if (!a->json) {
       std::printf("\n");

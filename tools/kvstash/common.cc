@@ -2,6 +2,7 @@
 
 #include "kvstash/error.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -41,6 +42,11 @@ Loaded load(const ModelOptions& o) {
 uint64_t random_seed() {
   std::random_device rd;
   return (uint64_t(rd()) << 32) ^ rd();
+}
+
+void print_now(const std::string& text) {
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
 }
 
 std::string read_text_file(const std::string& path) {

@@ -27,6 +27,8 @@ struct Loaded {
 Loaded load(const ModelOptions& o);
 
 uint64_t random_seed();
+// Writes generated text to stdout as it arrives.
+void print_now(const std::string& text);
 std::string read_text_file(const std::string& path);  // throws Error naming the file
 int64_t file_size(const std::string& path);
 
