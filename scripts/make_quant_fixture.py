@@ -6,7 +6,8 @@ Needs the `gguf` and `numpy` packages (pip install gguf numpy). Run from anywher
 
 Two kinds of records:
   1 dequantize: raw weight blocks (random bytes with sane f16 scales) and the float32 values
-    gguf-py's gguf.quants.dequantize gives for them (f16, bf16, q4_0, q4_1, q8_0, q4_K, q5_K, q6_K).
+    gguf-py's gguf.quants.dequantize gives for them (f16, bf16, q4_0, q4_1, q5_0, q5_1,
+    q8_0, q4_K, q5_K, q6_K).
   2 quantize: float32 activations and the bytes ggml's reference quantizer makes of them:
     q8_0 from gguf-py's gguf.quants.quantize; q8_1 and q8_K from the numpy transcriptions of
     ggml's quantize_row_q8_1_ref / quantize_row_q8_K_ref below (gguf-py has neither).
@@ -28,6 +29,8 @@ rng = np.random.default_rng(20240611)
 WEIGHTS = [
     (T.Q4_0, 18, 32, [0], 16),
     (T.Q4_1, 20, 32, [0, 2], 16),
+    (T.Q5_0, 22, 32, [0], 16),
+    (T.Q5_1, 24, 32, [0, 2], 16),
     (T.Q8_0, 34, 32, [0], 16),
     (T.Q4_K, 144, 256, [0, 2], 6),
     (T.Q5_K, 176, 256, [0, 2], 6),

@@ -1,5 +1,6 @@
 // Weight rows of any supported type to f32, computing each element exactly as ggml's
-// dequantize_row_* (and gguf-py) do in float32: q4_0 (n-8)*d; q4_1 n*d+m; q8_0 q*d;
+// dequantize_row_* (and gguf-py) do in float32: q4_0 (n-8)*d; q4_1 n*d+m; q5_0 (q-16)*d;
+// q5_1 q*d+m; q8_0 q*d;
 // q4_K/q5_K (d*sc)*q - (dmin*m); q6_K (d*sc)*q.
 #include <string>
 
@@ -30,6 +31,24 @@ void dequant_q4_1(const BlockQ4_1* b, float* y, int64_t nb) {
       y[l] = float(b[i].qs[l] & 0x0F) * d + m;
       y[l + 16] = float(b[i].qs[l] >> 4) * d + m;
     }
+  }
+}
+
+void dequant_q5_0(const BlockQ5_0* b, float* y, int64_t nb) {
+  uint8_t q[kQK];
+  for (int64_t i = 0; i < nb; ++i, y += kQK) {
+    const float d = f16_to_f32(b[i].d);
+    unpack_q5(b[i].qh, b[i].qs, q);
+    for (int l = 0; l < kQK; ++l) y[l] = float(int(q[l]) - 16) * d;
+  }
+}
+
+void dequant_q5_1(const BlockQ5_1* b, float* y, int64_t nb) {
+  uint8_t q[kQK];
+  for (int64_t i = 0; i < nb; ++i, y += kQK) {
+    const float d = f16_to_f32(b[i].d), m = f16_to_f32(b[i].m);
+    unpack_q5(b[i].qh, b[i].qs, q);
+    for (int l = 0; l < kQK; ++l) y[l] = float(q[l]) * d + m;
   }
 }
 
@@ -88,6 +107,8 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     }
     case DType::Q4_0: dequant_q4_0(static_cast<const BlockQ4_0*>(src), dst, nb); return;
     case DType::Q4_1: dequant_q4_1(static_cast<const BlockQ4_1*>(src), dst, nb); return;
+    case DType::Q5_0: dequant_q5_0(static_cast<const BlockQ5_0*>(src), dst, nb); return;
+    case DType::Q5_1: dequant_q5_1(static_cast<const BlockQ5_1*>(src), dst, nb); return;
     case DType::Q8_0: dequant_q8_0(static_cast<const BlockQ8_0*>(src), dst, nb); return;
     case DType::Q4_K:
       dequant_k_with_mins<BlockQ4_K, unpack_q4_K>(static_cast<const BlockQ4_K*>(src), dst, nb);

@@ -9,8 +9,8 @@ constexpr DTypeInfo kUnknown{"unknown", 1, 0, false};
 
 const DTypeInfo* lookup(uint32_t id) {
   static const DTypeInfo f32{"f32", 1, 4, true}, f16{"f16", 1, 2, true}, bf16{"bf16", 1, 2, true},
-      q4_0{"q4_0", 32, 18, true}, q4_1{"q4_1", 32, 20, true}, q5_0{"q5_0", 32, 22, false},
-      q5_1{"q5_1", 32, 24, false}, q8_0{"q8_0", 32, 34, true}, q8_1{"q8_1", 32, 36, false},
+      q4_0{"q4_0", 32, 18, true}, q4_1{"q4_1", 32, 20, true}, q5_0{"q5_0", 32, 22, true},
+      q5_1{"q5_1", 32, 24, true}, q8_0{"q8_0", 32, 34, true}, q8_1{"q8_1", 32, 36, false},
       q2_K{"q2_K", 256, 84, false}, q3_K{"q3_K", 256, 110, false}, q4_K{"q4_K", 256, 144, true},
       q5_K{"q5_K", 256, 176, true}, q6_K{"q6_K", 256, 210, true}, q8_K{"q8_K", 256, 292, false};
   switch (static_cast<DType>(id)) {

@@ -15,12 +15,14 @@
 
 namespace kvstash::detail {
 
-constexpr int kQK = 32;    // elements per q4_0 / q4_1 / q8_0 / q8_1 block
+constexpr int kQK = 32;    // elements per q4_0 / q4_1 / q5_0 / q5_1 / q8_0 / q8_1 block
 constexpr int kQKK = 256;  // elements per k-quant super-block
 
 // Block layouts exactly as ggml-common.h (little-endian; f16 fields stored as raw bits).
 struct BlockQ4_0 { uint16_t d; uint8_t qs[16]; };                  // x = (nibble - 8) * d
 struct BlockQ4_1 { uint16_t d, m; uint8_t qs[16]; };               // x = nibble * d + m
+struct BlockQ5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };   // x = (q5 - 16) * d
+struct BlockQ5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; };// x = q5 * d + m
 struct BlockQ8_0 { uint16_t d; int8_t qs[32]; };                   // x = q * d
 struct BlockQ8_1 { uint16_t d, s; int8_t qs[32]; };                // s = f16(d * sum(qs))
 struct BlockQ4_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; };
@@ -28,7 +30,19 @@ struct BlockQ5_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t
 struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
 struct BlockQ8_K { float d; int8_t qs[256]; int16_t bsums[16]; };  // bsums: sums of 16 qs
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ8_0) == 34 &&
-              sizeof(BlockQ8_1) == 36);
+              sizeof(BlockQ8_1) == 36 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24);
+
+// q5_0 / q5_1: the unsigned 5-bit quants (0..31) of one block, element order. Element l (0..15)
+// is the low nibble of qs[l] with bit l of qh (little-endian u32) as its 5th bit; element l + 16
+// is the high nibble of qs[l] with bit l + 16 of qh (as ggml's dequantize_row_q5_0 / q5_1).
+inline void unpack_q5(const uint8_t qh_bytes[4], const uint8_t qs[16], uint8_t q[32]) {
+  const uint32_t qh = uint32_t(qh_bytes[0]) | (uint32_t(qh_bytes[1]) << 8) |
+                      (uint32_t(qh_bytes[2]) << 16) | (uint32_t(qh_bytes[3]) << 24);
+  for (int l = 0; l < 16; ++l) {
+    q[l] = uint8_t((qs[l] & 0x0F) | (((qh >> l) & 1) << 4));
+    q[l + 16] = uint8_t((qs[l] >> 4) | (((qh >> (l + 16)) & 1) << 4));
+  }
+}
 static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 &&
               sizeof(BlockQ8_K) == 292);
 
@@ -113,6 +127,8 @@ inline float reduce_lanes(const float l[8]) {
 struct KernelTable {
   float (*dot_q4_0)(const void* w, const void* a, int64_t nb);
   float (*dot_q4_1)(const void* w, const void* a, int64_t nb);
+  float (*dot_q5_0)(const void* w, const void* a, int64_t nb);
+  float (*dot_q5_1)(const void* w, const void* a, int64_t nb);
   float (*dot_q8_0)(const void* w, const void* a, int64_t nb);
   float (*dot_q4_K)(const void* w, const void* a, int64_t nb);
   float (*dot_q5_K)(const void* w, const void* a, int64_t nb);
@@ -125,6 +141,10 @@ struct KernelTable {
   void (*f32_to_f16_row)(const float* src, uint16_t* dst, int64_t n);
 };
 extern const KernelTable kScalarKernels;  // vec_dot_scalar.cc
+// q5_0 (q8_0 activations) and q5_1 (q8_1 activations): vec_dot_scalar.cc. Both tables use these
+// (no AVX2 version yet), so the scalar and AVX2 levels agree trivially.
+float dot_q5_0_scalar(const void* w, const void* a, int64_t nb);
+float dot_q5_1_scalar(const void* w, const void* a, int64_t nb);
 extern const KernelTable kAvx2Kernels;    // vec_dot_avx2.cc
 const KernelTable& active_kernels();      // simd.cc
 // AVX2 attention kernels (attention_avx2.cc); false: dim not handled, use the generic loop.

@@ -27,7 +27,7 @@ std::vector<uint8_t> random_weights(DType t, int64_t cols, int64_t rows, std::mt
   for (size_t off = 0; off < w.size(); off += size_t(bb)) {  // scale fields: small finite f16
     const uint16_t d = f32_to_f16(0.01f + 0.001f * float(byte(rng))), m = f32_to_f16(-0.05f * float(byte(rng)) / 255.0f);
     std::memcpy(&w[off], &d, 2);
-    if (t == DType::Q4_1) std::memcpy(&w[off + 2], &m, 2);
+    if (t == DType::Q4_1 || t == DType::Q5_1) std::memcpy(&w[off + 2], &m, 2);
   }
   return w;
 }
@@ -57,7 +57,7 @@ void check(DType t, int64_t cols, int64_t rows, int64_t n, SimdLevel level) {
 }
 
 TEST(MatmulRows, BitIdenticalToVecDot) {
-  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q6_K, DType::F32})
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q6_K, DType::F32})
     for (int64_t cols : {256, 288, 576, 1536})
       for (int64_t n : {1, 3, 4, 7, 70}) {
         if (cols % dtype_info(t).block_size != 0) continue;

@@ -67,7 +67,7 @@ TEST(QuantReference, DequantizeMatchesGgufPyBitwise) {
                       << " vs " << r.floats[size_t(i)];
     }
   }
-  EXPECT_EQ(seen.size(), 8u);  // f16 bf16 q4_0 q4_1 q8_0 q4_K q5_K q6_K
+  EXPECT_EQ(seen.size(), 10u);  // f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q5_K q6_K
 }
 
 TEST(QuantReference, ActivationQuantizationMatchesGgmlReferenceBytes) {
@@ -92,6 +92,8 @@ TEST(QuantReference, ActivationTypesFollowLlamaCpp) {
   EXPECT_EQ(activation_type(DType::Q4_0), DType::Q8_0);
   EXPECT_EQ(activation_type(DType::Q8_0), DType::Q8_0);
   EXPECT_EQ(activation_type(DType::Q4_1), DType::Q8_1);
+  EXPECT_EQ(activation_type(DType::Q5_0), DType::Q8_0);
+  EXPECT_EQ(activation_type(DType::Q5_1), DType::Q8_1);
   EXPECT_EQ(activation_type(DType::Q4_K), DType::Q8_K);
   EXPECT_EQ(activation_type(DType::Q5_K), DType::Q8_K);
   EXPECT_EQ(activation_type(DType::Q6_K), DType::Q8_K);
@@ -103,9 +105,10 @@ TEST(QuantReference, ActivationTypesFollowLlamaCpp) {
 TEST(QuantReference, UnsupportedTypesAndPartialBlocksAreRejected) {
   std::vector<uint8_t> buf(1024);
   std::vector<float> out(256);
-  EXPECT_THROW(dequantize_row(DType::Q5_0, buf.data(), out.data(), 32), Error);
+  EXPECT_THROW(dequantize_row(DType::Q2_K, buf.data(), out.data(), 256), Error);
   EXPECT_THROW(dequantize_row(DType::Q4_1, buf.data(), out.data(), 31), Error);
-  EXPECT_THROW(vec_dot(DType::Q5_0, 32, buf.data(), buf.data()), Error);
+  EXPECT_THROW(vec_dot(DType::Q3_K, 256, buf.data(), buf.data()), Error);
+  EXPECT_THROW(vec_dot(DType::Q5_0, 48, buf.data(), buf.data()), Error);
   EXPECT_THROW(vec_dot(DType::Q4_K, 128, buf.data(), buf.data()), Error);
   EXPECT_THROW(vec_dot(DType(42), 32, buf.data(), buf.data()), Error);
   EXPECT_THROW(quantize_activations(DType::Q8_0, out.data(), buf.data(), 40), Error);

@@ -67,6 +67,8 @@ float vec_dot(DType weight, int64_t n, const void* w_row, const void* act) {
       return k.dot_f32_bf16(static_cast<const float*>(act), static_cast<const uint16_t*>(w_row), n);
     case DType::Q4_0: return k.dot_q4_0(w_row, act, nb);
     case DType::Q4_1: return k.dot_q4_1(w_row, act, nb);
+    case DType::Q5_0: return k.dot_q5_0(w_row, act, nb);
+    case DType::Q5_1: return k.dot_q5_1(w_row, act, nb);
     case DType::Q8_0: return k.dot_q8_0(w_row, act, nb);
     case DType::Q4_K: return k.dot_q4_K(w_row, act, nb);
     case DType::Q5_K: return k.dot_q5_K(w_row, act, nb);

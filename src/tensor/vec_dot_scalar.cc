@@ -34,6 +34,39 @@ float dot_q4_1(const void* w, const void* a, int64_t nb) {
   return reduce_lanes(lane);
 }
 
+}  // namespace
+
+float dot_q5_0_scalar(const void* w, const void* a, int64_t nb) {
+  const BlockQ5_0* x = static_cast<const BlockQ5_0*>(w);
+  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(a);
+  float lane[8] = {};
+  uint8_t q[kQK];
+  for (int64_t b = 0; b < nb; ++b) {
+    unpack_q5(x[b].qh, x[b].qs, q);
+    int32_t isum = 0;
+    for (int l = 0; l < kQK; ++l) isum += (int32_t(q[l]) - 16) * y[b].qs[l];
+    fma_q8(lane[b % 8], f16_to_f32(x[b].d), f16_to_f32(y[b].d), isum);
+  }
+  return reduce_lanes(lane);
+}
+
+float dot_q5_1_scalar(const void* w, const void* a, int64_t nb) {
+  const BlockQ5_1* x = static_cast<const BlockQ5_1*>(w);
+  const BlockQ8_1* y = static_cast<const BlockQ8_1*>(a);
+  float lane[8] = {};
+  uint8_t q[kQK];
+  for (int64_t b = 0; b < nb; ++b) {
+    unpack_q5(x[b].qh, x[b].qs, q);
+    int32_t isum = 0;
+    for (int l = 0; l < kQK; ++l) isum += int32_t(q[l]) * y[b].qs[l];
+    fma_q4_1(lane[b % 8], f16_to_f32(x[b].d), f16_to_f32(x[b].m), f16_to_f32(y[b].d),
+             f16_to_f32(y[b].s), isum);
+  }
+  return reduce_lanes(lane);
+}
+
+namespace {
+
 float dot_q8_0(const void* w, const void* a, int64_t nb) {
   const BlockQ8_0* x = static_cast<const BlockQ8_0*>(w);
   const BlockQ8_0* y = static_cast<const BlockQ8_0*>(a);
@@ -122,7 +155,7 @@ void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) {
 }  // namespace
 
 const KernelTable kScalarKernels = {
-    dot_q4_0, dot_q4_1, dot_q8_0,
+    dot_q4_0, dot_q4_1, dot_q5_0_scalar, dot_q5_1_scalar, dot_q8_0,
     dot_k_with_mins<BlockQ4_K, unpack_q4_K>, dot_k_with_mins<BlockQ5_K, unpack_q5_K>, dot_q6_K,
     dot_f32, dot_f32_f16, dot_f32_bf16, axpy_f16, f16_to_f32_row, f32_to_f16_row,
 };

@@ -13,8 +13,9 @@
 namespace kvstash {
 namespace {
 
-constexpr DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1,
-                                  DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+constexpr DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0,
+                                  DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                                  DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 bool has_avx2() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -34,8 +35,8 @@ std::vector<int64_t> lengths_for(DType t) {
 // Byte offsets of the f16 scale fields in a block (random f16 bits would give inf/NaN).
 std::vector<int> f16_fields(DType t) {
   switch (t) {
-    case DType::Q4_0: case DType::Q8_0: return {0};
-    case DType::Q4_1: case DType::Q8_1: case DType::Q4_K: case DType::Q5_K: return {0, 2};
+    case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: return {0};
+    case DType::Q4_1: case DType::Q5_1: case DType::Q8_1: case DType::Q4_K: case DType::Q5_K: return {0, 2};
     case DType::Q6_K: return {208};
     default: return {};
   }
@@ -106,7 +107,8 @@ std::vector<double> dequant_act(DType at, const uint8_t* p, int64_t n) {
 }
 
 // The exact dot product of the dequantized operands, and sum |terms| (for the tolerance).
-// q4_1 uses the activation's stored block sum s (an f16 rounding of d * sum q), as llama.cpp does.
+// q4_1 / q5_1 use the activation's stored block sum s (an f16 rounding of d * sum q), as
+// llama.cpp does.
 void reference(DType t, int64_t n, const uint8_t* w, const uint8_t* act, double* dot, double* mag) {
   std::vector<float> wf(static_cast<size_t>(n));
   dequantize_row(t, w, wf.data(), n);
@@ -114,10 +116,11 @@ void reference(DType t, int64_t n, const uint8_t* w, const uint8_t* act, double*
   *dot = 0, *mag = 0;
   for (int64_t i = 0; i < n; ++i) *dot += double(wf[size_t(i)]) * x[size_t(i)];
   for (int64_t i = 0; i < n; ++i) *mag += std::fabs(double(wf[size_t(i)]) * x[size_t(i)]);
-  if (t != DType::Q4_1) return;
+  if (t != DType::Q4_1 && t != DType::Q5_1) return;
+  const int64_t ts = dtype_info(t).type_size;
   for (int64_t b = 0; b < n / 32; ++b) {
     uint16_t m, s;
-    std::memcpy(&m, w + 20 * b + 2, 2);
+    std::memcpy(&m, w + ts * b + 2, 2);
     std::memcpy(&s, act + 36 * b + 2, 2);
     double block_x = 0;
     for (int l = 0; l < 32; ++l) block_x += x[size_t(32 * b + l)];
@@ -197,6 +200,41 @@ TEST(VecDot, Q4_1FollowsTheDocumentedSummationOrder) {
     for (SimdLevel level : {SimdLevel::Scalar, SimdLevel::AVX2}) {
       set_simd_level(level);
       EXPECT_EQ(bits(vec_dot(DType::Q4_1, n, w.data(), act.data())), bits(want)) << n;
+    }
+  }
+}
+
+// q5_0 (Q4_K_M's fallback for rows that are not a multiple of 256), written out from ggml's
+// layout: element l takes bit l of qh, element l + 16 bit l + 16; value = q5 - 16.
+TEST(VecDot, Q5_0FollowsTheDocumentedSummationOrder) {
+  LevelGuard guard;
+  std::mt19937 rng(5);
+  for (int64_t n : {32, 576, 1536}) {
+    const std::vector<uint8_t> w = random_row(DType::Q5_0, n, rng);
+    const std::vector<float> x = random_floats(n, rng);
+    std::vector<uint8_t> act(row_bytes(DType::Q8_0, n));
+    quantize_activations(DType::Q5_0, x.data(), act.data(), n);
+    float lane[8] = {};
+    for (int64_t b = 0; b < n / 32; ++b) {
+      const uint8_t* wb = w.data() + 22 * b;
+      const uint8_t* ab = act.data() + 34 * b;
+      uint32_t qh;
+      std::memcpy(&qh, wb + 2, 4);
+      int32_t isum = 0;
+      for (int l = 0; l < 16; ++l) {
+        const int lo = ((wb[6 + l] & 15) | int(((qh >> l) << 4) & 0x10)) - 16;
+        const int hi = ((wb[6 + l] >> 4) | int((qh >> (l + 12)) & 0x10)) - 16;
+        isum += lo * int8_t(ab[2 + l]) + hi * int8_t(ab[18 + l]);
+      }
+      uint16_t dw, dx;
+      std::memcpy(&dw, wb, 2), std::memcpy(&dx, ab, 2);
+      lane[b % 8] = std::fma(f16_to_f32(dw) * f16_to_f32(dx), float(isum), lane[b % 8]);
+    }
+    const float want = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
+                       ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+    for (SimdLevel level : {SimdLevel::Scalar, SimdLevel::AVX2}) {
+      set_simd_level(level);
+      EXPECT_EQ(bits(vec_dot(DType::Q5_0, n, w.data(), act.data())), bits(want)) << n;
     }
   }
 }
