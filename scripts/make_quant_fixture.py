@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/quant_reference.bin: reference data for src/tensor/kernels_test.cc.
+"""Writes tests/fixtures/quant_reference.dat: reference data for src/tensor/kernels_test.cc.
 
 Needs the `gguf` and `numpy` packages (pip install gguf numpy). Run from anywhere:
     python scripts/make_quant_fixture.py
@@ -22,7 +22,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf import quants
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "quant_reference.bin"
+OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "quant_reference.dat"
 rng = np.random.default_rng(20240611)
 
 # (type, block bytes, elements per block, byte offsets of f16 scale fields, blocks)

@@ -5,9 +5,9 @@
 
 #include <cstdint>
 
+#include "tensor/avx2_util.h"
 #include "tensor/kernels_impl.h"
 
-#define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace kvstash::detail {
 

@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "tensor/avx2_util.h"
 #include "tensor/kernels_impl.h"
 
-#define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 // GCC cannot see that the partial-group path reads staged blocks only below count.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -19,12 +19,6 @@ namespace kvstash::detail {
 
 namespace {
 
-KV_AVX2 inline __m256i load256(const void* p) {
-  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
-}
-KV_AVX2 inline __m128i load128(const void* p) {
-  return _mm_loadu_si128(static_cast<const __m128i*>(p));
-}
 KV_AVX2 inline __m256i hsum8_i32(const __m256i v[8]) {
   const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
   const __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);

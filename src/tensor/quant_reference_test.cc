@@ -23,7 +23,7 @@ struct Record {
 };
 
 std::vector<Record> load_fixture() {
-  const char* path = KVSTASH_SOURCE_DIR "/tests/fixtures/quant_reference.bin";
+  const char* path = KVSTASH_SOURCE_DIR "/tests/fixtures/quant_reference.dat";
   std::ifstream in(path, std::ios::binary);
   const std::vector<uint8_t> data{std::istreambuf_iterator<char>(in), {}};
   if (data.size() < 12 || std::memcmp(data.data(), "KVQREF01", 8) != 0)

@@ -9,20 +9,13 @@
 #include <cmath>
 #include <cstring>
 
+#include "tensor/avx2_util.h"
 #include "tensor/kernels_impl.h"
 
-#define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace kvstash::detail {
 
 namespace {
-
-KV_AVX2 inline __m256i load256(const void* p) {
-  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
-}
-KV_AVX2 inline __m128i load128(const void* p) {
-  return _mm_loadu_si128(static_cast<const __m128i*>(p));
-}
 
 KV_AVX2 inline int32_t hsum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
