@@ -19,19 +19,6 @@ namespace kvstash::detail {
 
 namespace {
 
-KV_AVX2 inline __m256i hsum8_i32(const __m256i v[8]) {
-  const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
-  const __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
-  const __m256i u0 = _mm256_hadd_epi32(t0, t1);
-  const __m256i u1 = _mm256_hadd_epi32(t2, t3);
-  return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
-                          _mm256_permute2x128_si256(u0, u1, 0x31));
-}
-KV_AVX2 inline int32_t load_i32(const uint8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
 // The first 4 bytes of up to 8 blocks as int32 lanes; past count, the last block repeats.
 KV_AVX2 inline __m256i heads(const uint8_t* p, size_t stride, int count) {
   size_t o[8];

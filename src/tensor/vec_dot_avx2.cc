@@ -24,23 +24,8 @@ KV_AVX2 inline int32_t hsum_i32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-// Lane k of the result = sum of the 8 lanes of v[k].
-KV_AVX2 inline __m256i hsum8_i32(const __m256i v[8]) {
-  const __m256i t0 = _mm256_hadd_epi32(v[0], v[1]), t1 = _mm256_hadd_epi32(v[2], v[3]);
-  const __m256i t2 = _mm256_hadd_epi32(v[4], v[5]), t3 = _mm256_hadd_epi32(v[6], v[7]);
-  const __m256i u0 = _mm256_hadd_epi32(t0, t1);  // halves: v0..v3 partial sums
-  const __m256i u1 = _mm256_hadd_epi32(t2, t3);  // halves: v4..v7 partial sums
-  return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
-                          _mm256_permute2x128_si256(u0, u1, 0x31));
-}
-
 // The first 4 bytes of 8 consecutive blocks (stride bytes apart) as int32 lanes: the f16 scale
 // d in the low half, and for q4_1 / q8_1 the second f16 field (m or s) in the high half.
-KV_AVX2 inline int32_t load_i32(const uint8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
 KV_AVX2 inline __m128i heads4(const uint8_t* p, size_t s0, size_t s1, size_t s2, size_t s3) {
   __m128i v = _mm_cvtsi32_si128(load_i32(p + s0));
   v = _mm_insert_epi32(v, load_i32(p + s1), 1);
