@@ -57,9 +57,9 @@ int main(int argc, char** argv) {
       return 1;
     }
     EngineOptions eo;
-    eo.n_threads = threads;
     eo.n_ctx = ctx;
-    Engine engine(*model, eo);
+    ThreadPool pool(threads);
+    Engine engine(*model, pool, eo);
     Sequence seq = engine.new_sequence();
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
 

@@ -54,7 +54,7 @@ double median(std::vector<double> v) {
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open '" + path + "'");
+  if (!in) throw std::runtime_error("cannot open '" + path + "'");
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -136,14 +136,14 @@ json raw_write(const std::string& path, size_t bytes) {
   for (size_t i = 0; i < bytes; ++i) buf[i] = char(i * 131 + (i >> 9));
   ::unlink(path.c_str());
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(path + ": cannot create: " + std::strerror(errno));
+  if (fd < 0) throw std::runtime_error(path + ": cannot create: " + std::strerror(errno));
   const auto t0 = Clock::now();
   for (size_t done = 0; done < bytes;) {
     const ssize_t n = ::write(fd, buf.data() + done, bytes - done);
     if (n < 0) {
       if (errno == EINTR) continue;
       ::close(fd);
-      throw Error(path + ": write failed: " + std::strerror(errno));
+      throw std::runtime_error(path + ": write failed: " + std::strerror(errno));
     }
     done += size_t(n);
   }
@@ -169,7 +169,7 @@ struct LoadRun {
 };
 
 // load_state + LoadedPrefix (validate, restore into the pool) + generate the first token.
-LoadRun load_and_continue(Engine& engine, const std::string& fingerprint, const std::string& path,
+LoadRun load_and_continue(Engine& engine, const std::string& path,
                           const std::string& continuation) {
   LoadRun r;
   r.resident_before = resident_fraction(path);
@@ -181,13 +181,13 @@ LoadRun load_and_continue(Engine& engine, const std::string& fingerprint, const 
     const State state = load_state(path);
     r.load_state_ms = ms_since(t0);
     const auto t1 = Clock::now();
-    LoadedPrefix prefix(engine, state, fingerprint);
+    LoadedPrefix prefix(engine, state);
     r.loaded_prefix_ms = ms_since(t1);
     const auto t2 = Clock::now();
     const Continuation c = prefix.generate(continuation, o);
     r.generate_ms = ms_since(t2);
     r.total_ms = ms_since(t0);
-    if (c.result.tokens.empty()) throw Error("the loaded state generated no token");
+    if (c.result.tokens.empty()) throw std::runtime_error("the loaded state generated no token");
     r.first = c.result.tokens[0];
     r.reused = c.reused_tokens;
   }
@@ -226,7 +226,7 @@ int main(int argc, char** argv) {
       std::printf("%s\n", measure_memcpy(memcpy_mib << 20, memcpy_reps).dump().c_str());
       return 0;
     }
-    if (text_path.empty() || sizes.empty()) throw Error("--text and --prefix-tokens are required");
+    if (text_path.empty() || sizes.empty()) throw std::runtime_error("--text and --prefix-tokens are required");
     std::filesystem::create_directories(out_dir);
 
     const auto tm = Clock::now();
@@ -235,12 +235,12 @@ int main(int argc, char** argv) {
     const Tokenizer& tok = model->tokenizer();
     const int n_vocab = model->config().n_vocab;
     const auto tf = Clock::now();
-    const std::string fingerprint = model_fingerprint(*model);
+    (void)compute_fingerprint(model->gguf(), model->config());  // Model::load did this once; time it
     const double fingerprint_ms = ms_since(tf);
     EngineOptions eo;
-    eo.n_threads = threads;
     eo.n_ctx = *std::max_element(sizes.begin(), sizes.end()) + 64;
-    Engine engine(*model, eo);
+    ThreadPool pool(threads);
+    Engine engine(*model, pool, eo);
 
     const std::string text = read_file(text_path);
     const std::vector<Token> all = prompt_tokens(tok, text);
@@ -248,15 +248,15 @@ int main(int argc, char** argv) {
 
     std::vector<json> outs;
     for (const int64_t n : sizes) {
-      if (int64_t(all.size()) < n) throw Error("the text has only " + std::to_string(all.size()) + " tokens");
+      if (int64_t(all.size()) < n) throw std::runtime_error("the text has only " + std::to_string(all.size()) + " tokens");
       // The prefix: the first n tokens of the text, as text that tokenizes back to exactly them.
       const std::vector<Token> prefix(all.begin(), all.begin() + n);
       const std::string prefix_text = tok.decode(std::vector<Token>(prefix.begin() + (bos ? 1 : 0), prefix.end()), true);
       if (prompt_tokens(tok, prefix_text) != prefix)
-        throw Error("the first " + std::to_string(n) + " tokens do not tokenize back to themselves");
+        throw std::runtime_error("the first " + std::to_string(n) + " tokens do not tokenize back to themselves");
       const std::vector<Token> full = prompt_tokens(tok, prefix_text + continuation);
       if (full.size() <= prefix.size() || !std::equal(prefix.begin(), prefix.end(), full.begin()))
-        throw Error("the continuation merges with the prefix's last token; pick another continuation");
+        throw std::runtime_error("the continuation merges with the prefix's last token; pick another continuation");
       const std::vector<Token> cont(full.begin() + n, full.end());
       {
         std::ofstream tf(out_dir + "/tokens-" + std::to_string(n) + ".json");
@@ -271,7 +271,7 @@ int main(int argc, char** argv) {
       Token first_recompute = -1;
       if (no_recompute) {
         state = load_state(path);
-        if (state.tokens != prefix) throw Error(path + ": not the state of this prefix");
+        if (state.tokens != prefix) throw std::runtime_error(path + ": not the state of this prefix");
       } else {
         std::fprintf(stderr, "[kvstash] round %d, %lld tokens: recompute...\n", round, (long long)n);
         Sequence seq = engine.new_sequence();
@@ -283,7 +283,7 @@ int main(int argc, char** argv) {
         }
         const double prefix_ms = ms_since(t0);
         const auto ts = Clock::now();
-        state = snapshot(engine, seq, fingerprint, logits);
+        state = snapshot(engine.model(), seq, engine.n_ctx(), logits);
         const double snapshot_ms = ms_since(ts);
         const auto t1 = Clock::now();
         logits = engine.forward(seq, cont.data(), int64_t(cont.size()));
@@ -307,11 +307,11 @@ int main(int argc, char** argv) {
       const json raw = raw_write(out_dir + "/raw-write.bin", size_t(bytes));
 
       json warm = json::array(), cold = json::array();
-      for (int i = 0; i < warm_loads; ++i) warm.push_back(load_and_continue(engine, fingerprint, path, continuation).to_json());
+      for (int i = 0; i < warm_loads; ++i) warm.push_back(load_and_continue(engine, path, continuation).to_json());
       for (int i = 0; i < cold_loads; ++i) {
         const std::string err = evict_file(path);
-        if (!err.empty()) throw Error(path + ": cannot evict from the page cache: " + err);
-        cold.push_back(load_and_continue(engine, fingerprint, path, continuation).to_json());
+        if (!err.empty()) throw std::runtime_error(path + ": cannot evict from the page cache: " + err);
+        cold.push_back(load_and_continue(engine, path, continuation).to_json());
       }
       json out = {{"kind", "kvstash"}, {"round", round}, {"prefix_tokens", n},
                   {"continuation_tokens", cont.size()}, {"threads", engine.n_threads()},
@@ -328,7 +328,7 @@ int main(int argc, char** argv) {
       if (!try_drop) break;
       const std::string path = out_dir + "/prefix-" + std::to_string(out["prefix_tokens"].get<int64_t>()) + ".kvs";
       const std::string err = drop_caches();
-      out["drop_caches"] = err.empty() ? load_and_continue(engine, fingerprint, path, continuation).to_json()
+      out["drop_caches"] = err.empty() ? load_and_continue(engine, path, continuation).to_json()
                                        : json{{"error", err}};
     }
     for (const json& out : outs) std::printf("%s\n", out.dump().c_str());

@@ -16,7 +16,8 @@ TEST(AttentionReport, RowsSumToLayersTimesHeadsAndAreBatchInvariant) {
   const int64_t n = int64_t(tokens.size());
   const double heads = double(m.config().n_layer) * m.config().n_head;
 
-  Engine engine(m, EngineOptions{.n_threads = 2, .n_ctx = 256});
+  ThreadPool threads(2);
+  Engine engine(m, threads, EngineOptions{.n_ctx = 256});
   Sequence all = engine.new_sequence();
   std::vector<float> batch;
   engine.forward(all, tokens.data(), n, ForwardOptions{.attention = &batch});
@@ -25,7 +26,9 @@ TEST(AttentionReport, RowsSumToLayersTimesHeadsAndAreBatchInvariant) {
     double sum = 0;
     for (int64_t j = 0; j < n; ++j) {
       const float a = batch[size_t(t * n + j)];
-      if (j > t) EXPECT_EQ(a, 0.0f) << "token " << t << " attended to a later entry " << j;
+      if (j > t) {
+        EXPECT_EQ(a, 0.0f) << "token " << t << " attended to a later entry " << j;
+      }
       sum += a;
     }
     EXPECT_NEAR(sum, heads, 1e-3 * heads) << "row " << t;

@@ -24,7 +24,8 @@ std::vector<Token> prose_tokens(int64_t n) {
 // All logits, feeding the tokens in calls of the given sizes.
 std::vector<float> run_split(int threads, const std::vector<Token>& tokens, const std::vector<int64_t>& split) {
   const Model& m = testing::default_model();
-  Engine engine(m, EngineOptions{.n_threads = threads, .n_ctx = 512});
+  ThreadPool pool(threads);
+  Engine engine(m, pool, EngineOptions{.n_ctx = 512});
   Sequence seq = engine.new_sequence();
   const size_t nv = size_t(m.config().n_vocab);
   std::vector<float> all;

@@ -35,7 +35,8 @@ TEST(Fidelity, TokenIdsEqualLlamaCpp) {
 
 TEST(Fidelity, GreedyContinuationEqualsLlamaCpp) {
   const json& g = reference()["greedy"];
-  Engine engine(testing::default_model(), EngineOptions{.n_threads = 2, .n_ctx = 256});
+  ThreadPool threads(2);
+  Engine engine(testing::default_model(), threads, EngineOptions{.n_ctx = 256});
   Sequence seq = engine.new_sequence();
   GenerateOptions o;
   o.n_predict = g["n_tokens"].get<int>();
@@ -59,12 +60,12 @@ TEST(Fidelity, NextTokenDistributionsAndPerplexityMatchLlamaCpp) {
   const std::vector<Token> ids = text_tokens();
   const int n_vocab = testing::default_model().config().n_vocab;
   const int64_t ctx = ppl["ctx"].get<int64_t>();
-  Engine engine(testing::default_model(), EngineOptions{.n_threads = 2, .n_ctx = ctx});
+  ThreadPool threads(2);
+  Engine engine(testing::default_model(), threads, EngineOptions{.n_ctx = ctx});
 
   size_t e = 0;
   int64_t agree = 0, confident = 0, confident_agree = 0;
   double kl = 0, nll = 0;
-  std::vector<double> lp(size_t(n_vocab));
   for (size_t start = 0; start + 1 < ids.size(); start += size_t(ctx)) {
     const int64_t n = std::min<int64_t>(ctx, int64_t(ids.size() - start));
     Sequence seq = engine.new_sequence();

@@ -62,9 +62,9 @@ void check_all_ways(const std::string& sampling, uint64_t seed, float temperatur
 
   // (b) prefill then generate in the same process, no file.
   const Model& m = testing::default_model();
-  Engine engine(m, EngineOptions{.n_threads = 2, .n_ctx = 1024});
-  const std::string fp = model_fingerprint(m);
-  LoadedPrefix in_memory(engine, process_prefix(engine, fp, prefix_text()), fp);
+  ThreadPool threads(2);
+  Engine engine(m, threads, EngineOptions{.n_ctx = 1024});
+  LoadedPrefix in_memory(engine, process_prefix(engine, prefix_text()));
   GenerateOptions o;
   o.n_predict = 24;
   o.sampling.temperature = temperature;
@@ -101,10 +101,10 @@ TEST(StateExactness, ContinuationMergingAcrossTheBoundaryIsRecomputed) {
 // A token sequence that diverges in the middle of the cached prefix reuses the common part only.
 TEST(StateExactness, PromptDivergingInsideTheCacheReusesTheCommonPrefix) {
   const Model& m = testing::default_model();
-  Engine engine(m, EngineOptions{.n_threads = 2, .n_ctx = 1024});
-  const std::string fp = model_fingerprint(m);
-  const State state = process_prefix(engine, fp, prefix_text());
-  LoadedPrefix loaded(engine, state, fp);
+  ThreadPool threads(2);
+  Engine engine(m, threads, EngineOptions{.n_ctx = 1024});
+  const State state = process_prefix(engine, prefix_text());
+  LoadedPrefix loaded(engine, state);
   std::vector<Token> other(state.tokens.begin(), state.tokens.begin() + 100);
   const std::vector<Token> tail = m.tokenizer().encode(" and the waters were gathered", false, false);
   other.insert(other.end(), tail.begin(), tail.end());

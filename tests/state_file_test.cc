@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "kvstash/error.h"
+#include "kvstash/engine.h"
 #include "kvstash/state.h"
 #include "test_util.h"
 
@@ -16,9 +18,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string& fingerprint() {
-  static const std::string fp = model_fingerprint(testing::default_model());
-  return fp;
+const Fingerprint& fingerprint() { return testing::default_model().fingerprint(); }
+
+ThreadPool& threads() {
+  static ThreadPool pool(2);
+  return pool;
 }
 
 // The first n tokens of public-domain prose (n <= ~2,000).
@@ -36,7 +40,7 @@ std::string temp_path(const std::string& name) {
 // Prefills `tokens` into a new sequence of `engine` and snapshots it.
 State prefill_state(Engine& engine, Sequence& seq, const std::vector<Token>& tokens) {
   const float* logits = engine.forward(seq, tokens.data(), int64_t(tokens.size()));
-  return snapshot(engine, seq, fingerprint(), logits);
+  return snapshot(engine.model(), seq, engine.n_ctx(), logits);
 }
 
 // Everything a restore could have changed, bit for bit.
@@ -73,30 +77,32 @@ const Model& other_model() {
 }
 
 TEST(StateModel, FingerprintIsStableAndCoversTensorData) {
-  const std::string fp = fingerprint();
+  const std::string fp = fingerprint().hex();
   ASSERT_EQ(fp.size(), 32u);
   EXPECT_EQ(fp.find_first_not_of("0123456789abcdef"), std::string::npos);
-  EXPECT_EQ(model_fingerprint(*Model::load(KVSTASH_DEFAULT_MODEL)), fp);
-  EXPECT_NE(model_fingerprint(other_model()), fp);
+  EXPECT_EQ(Fingerprint::from_hex(fp), fingerprint());
+  EXPECT_EQ(Model::load(KVSTASH_DEFAULT_MODEL)->fingerprint(), fingerprint());
+  EXPECT_NE(other_model().fingerprint(), fingerprint());
 }
 
 TEST(StateModel, StateFromAnotherModelIsRejected) {
-  Engine mine(testing::default_model(), EngineOptions{.n_ctx = 64});
+  Engine mine(testing::default_model(), threads(), EngineOptions{.n_ctx = 64});
   Sequence seq = mine.new_sequence();
   const std::string path = temp_path("mine.kvs");
   save_state(prefill_state(mine, seq, prose_tokens(8)), path);
   const State s = load_state(path);
   fs::remove(path);
 
-  Engine theirs(other_model(), EngineOptions{.n_ctx = 64});
+  Engine theirs(other_model(), threads(), EngineOptions{.n_ctx = 64});
   Sequence target = theirs.new_sequence();
   const Token t = 5;
   theirs.forward(target, &t, 1);
   try {
-    restore(theirs, s, model_fingerprint(other_model()), target);
+    restore(s, theirs.model(), theirs.n_ctx(), target);
     ADD_FAILURE() << "a state of another model was restored";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()).rfind("state was made by another model (fingerprint " + fingerprint(), 0), 0u)
+    EXPECT_EQ(e.kind(), ErrorKind::ModelMismatch) << e.what();
+    EXPECT_EQ(std::string(e.what()).rfind("state was made by another model (fingerprint " + fingerprint().hex(), 0), 0u)
         << e.what();
   }
   EXPECT_EQ(target.tokens(), std::vector<Token>{t});
@@ -110,7 +116,7 @@ TEST(StateModel, LoadedStateContinuesExactly) {
   const std::vector<Token> all = prose_tokens(120);
   const std::vector<Token> prefix(all.begin(), all.begin() + 100), next(all.begin() + 100, all.end());
 
-  Engine first(m, EngineOptions{.n_ctx = 512});
+  Engine first(m, threads(), EngineOptions{.n_ctx = 512});
   Sequence seq = first.new_sequence();
   const State s = prefill_state(first, seq, prefix);
   const std::string path = temp_path("continue.kvs");
@@ -120,9 +126,9 @@ TEST(StateModel, LoadedStateContinuesExactly) {
   ASSERT_EQ(loaded.logits.size(), nv);
   EXPECT_EQ(0, std::memcmp(loaded.logits.data(), s.logits.data(), nv * sizeof(float)));
 
-  Engine second(m, EngineOptions{.n_ctx = 512});
+  Engine second(m, threads(), EngineOptions{.n_ctx = 512});
   Sequence restored = second.new_sequence();
-  restore(second, loaded, fingerprint(), restored);
+  restore(loaded, second.model(), second.n_ctx(), restored);
   EXPECT_EQ(restored.tokens(), prefix);
   EXPECT_EQ(restored.next_position(), 100);
 
@@ -134,7 +140,7 @@ TEST(StateModel, LoadedStateContinuesExactly) {
     const float* l = second.forward(restored, &next[i], 1);
     got.insert(got.end(), l, l + nv);
   }
-  Engine scratch(m, EngineOptions{.n_ctx = 512});
+  Engine scratch(m, threads(), EngineOptions{.n_ctx = 512});
   Sequence whole = scratch.new_sequence();
   const float* w = scratch.forward(whole, all.data(), int64_t(all.size()), all_logits);
   const std::vector<float> uncached(w + prefix.size() * nv, w + all.size() * nv);
@@ -147,13 +153,14 @@ TEST(StateModel, LoadedStateContinuesExactly) {
 // Entries removed from the middle (as eviction does) keep their positions through a restore.
 TEST(StateModel, RestoreKeepsPositionGaps) {
   const Model& m = testing::default_model();
-  Engine engine(m, EngineOptions{.n_ctx = 128});
+  Engine engine(m, threads(), EngineOptions{.n_ctx = 128});
   Sequence seq = engine.new_sequence();
   const State full = prefill_state(engine, seq, prose_tokens(50));
 
   State gappy;  // entries 0..9 and 30..49
   gappy.model_fingerprint = full.model_fingerprint;
   gappy.arch = full.arch;
+  gappy.n_ctx = full.n_ctx;
   gappy.logits = full.logits;
   std::vector<size_t> keep;
   for (size_t i = 0; i < 50; ++i)
@@ -176,10 +183,10 @@ TEST(StateModel, RestoreKeepsPositionGaps) {
   fs::remove(path);
 
   Sequence restored = engine.new_sequence();
-  restore(engine, loaded, fingerprint(), restored);
+  restore(loaded, engine.model(), engine.n_ctx(), restored);
   EXPECT_EQ(restored.positions(), gappy.positions);
   EXPECT_EQ(restored.next_position(), 50);
-  expect_same_entries(gappy, snapshot(engine, restored, fingerprint(), loaded.logits.data()));
+  expect_same_entries(gappy, snapshot(engine.model(), restored, engine.n_ctx(), loaded.logits.data()));
   const Token t = 42;
   EXPECT_NO_THROW(engine.forward(restored, &t, 1));
   EXPECT_EQ(restored.positions().back(), 50);
@@ -187,47 +194,58 @@ TEST(StateModel, RestoreKeepsPositionGaps) {
 
 TEST(StateModel, RestoreFailureLeavesSequenceIntact) {
   const Model& m = testing::default_model();
-  Engine big(m, EngineOptions{.n_ctx = 160});
+  Engine big(m, threads(), EngineOptions{.n_ctx = 160});
   Sequence long_seq = big.new_sequence();
   const State too_long = prefill_state(big, long_seq, prose_tokens(100));
 
   // 6 blocks of 16 entries: seq holds 2, other 3.
-  Engine engine(m, EngineOptions{.n_ctx = 96, .block_tokens = 16, .kv_tokens = 96});
+  Engine engine(m, threads(), EngineOptions{.n_ctx = 96, .block_tokens = 16, .kv_tokens = 96});
   Sequence seq = engine.new_sequence();
   const State before = prefill_state(engine, seq, prose_tokens(20));
   Sequence other = engine.new_sequence();
   const State good = prefill_state(engine, other, prose_tokens(40));
 
-  auto expect_refused = [&](const State& s, const std::string& fp, const std::string& why) {
+  auto expect_refused = [&](const State& s, ErrorKind kind, const std::string& why) {
     SCOPED_TRACE(why);
     try {
-      restore(engine, s, fp, seq);
+      restore(s, engine.model(), engine.n_ctx(), seq);
       ADD_FAILURE() << "restored";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+      EXPECT_EQ(e.kind(), kind) << e.what();
     }
-    expect_same_entries(before, snapshot(engine, seq, fingerprint(), before.logits.data()));
+    expect_same_entries(before, snapshot(engine.model(), seq, engine.n_ctx(), before.logits.data()));
   };
-  expect_refused(good, std::string(32, '0'), "another model");
   State s = good;
+  s.model_fingerprint = Fingerprint{};
+  expect_refused(s, ErrorKind::ModelMismatch, "another model");
+  s = good;
   s.arch.rope_base = 500000.0f;
-  expect_refused(s, fingerprint(), "architecture");
-  expect_refused(too_long, fingerprint(), "does not fit the context of 96 tokens");
+  expect_refused(s, ErrorKind::ModelMismatch, "architecture");
+  expect_refused(too_long, ErrorKind::ResourceExhausted, "does not fit the context of 96 tokens");
   s = good;
   s.logits.resize(10);
-  expect_refused(s, fingerprint(), "logits");
+  expect_refused(s, ErrorKind::InvalidArgument, "logits");
+  s = good;
+  s.logits[7] = std::nanf("");
+  expect_refused(s, ErrorKind::InvalidArgument, "NaN logit");
   s = good;
   s.positions[20] = s.positions[19];
-  expect_refused(s, fingerprint(), "positions are not increasing");
+  expect_refused(s, ErrorKind::InvalidArgument, "positions are not increasing");
+  s = good;
+  s.positions.back() = m.config().n_ctx_train;
+  expect_refused(s, ErrorKind::InvalidArgument, "position beyond the training context");
+  s = good;
+  s.positions.back() = kMaxPosition - 1;
+  expect_refused(s, ErrorKind::InvalidArgument, "position with no room to continue");
   s = good;
   s.tokens[3] = m.config().n_vocab;
-  expect_refused(s, fingerprint(), "outside the vocabulary");
+  expect_refused(s, ErrorKind::InvalidArgument, "outside the vocabulary");
   // A third sequence takes the last free block: good's 3 blocks no longer fit in seq's 2.
   Sequence hog = engine.new_sequence();
   const Token t = 1;
   engine.forward(hog, &t, 1);
   ASSERT_EQ(engine.kv_pool().free_blocks(), 0);
-  expect_refused(good, fingerprint(), "does not fit the free KV cache");
+  expect_refused(good, ErrorKind::ResourceExhausted, "does not fit the free KV cache");
 
   // After all that, seq continues exactly like a sequence that was never touched.
   const std::vector<Token> tokens = prose_tokens(21);
@@ -241,16 +259,16 @@ TEST(StateModel, RestoreFailureLeavesSequenceIntact) {
 // Restoring into a fork replaces only the fork: the parent's shared blocks stay as they were.
 TEST(StateModel, RestoreIntoForkLeavesParentIntact) {
   const Model& m = testing::default_model();
-  Engine engine(m, EngineOptions{.n_ctx = 256});
+  Engine engine(m, threads(), EngineOptions{.n_ctx = 256});
   Sequence parent = engine.new_sequence();
   const State before = prefill_state(engine, parent, prose_tokens(45));
   Sequence child = parent.fork();
   Sequence other = engine.new_sequence();
   const std::vector<Token> tokens = prose_tokens(70);
   const State s = prefill_state(engine, other, std::vector<Token>(tokens.begin() + 20, tokens.end()));
-  restore(engine, s, fingerprint(), child);
-  expect_same_entries(s, snapshot(engine, child, fingerprint(), s.logits.data()));
-  expect_same_entries(before, snapshot(engine, parent, fingerprint(), before.logits.data()));
+  restore(s, engine.model(), engine.n_ctx(), child);
+  expect_same_entries(s, snapshot(engine.model(), child, engine.n_ctx(), s.logits.data()));
+  expect_same_entries(before, snapshot(engine.model(), parent, engine.n_ctx(), before.logits.data()));
 }
 
 }  // namespace

@@ -16,8 +16,7 @@
 namespace kvstash {
 
 struct EngineOptions {
-  int n_threads = 0;      // 0: all cores
-  int64_t n_ctx = 0;      // tokens the pool holds; 0: min(training context, 4096)
+  int64_t n_ctx = 0;  // tokens one sequence may hold; 0: min(training context, 4096)
   int block_tokens = 32;
   // Entries the KV pool holds, all sequences together; 0: n_ctx plus two blocks, room for one
   // full-context sequence and a fork of it (the fork's copy-on-write blocks).
@@ -33,7 +32,10 @@ struct ForwardOptions {
 
 class Engine {
  public:
-  Engine(const Model& model, const EngineOptions& options);
+  // Validates the options (InvalidArgument) and allocates the KV pool (ResourceExhausted when
+  // memory is short). The thread pool is shared, not owned: engines on one pool must not run
+  // forward passes at the same time.
+  Engine(const Model& model, ThreadPool& threads, const EngineOptions& options = {});
   ~Engine();
 
   const Model& model() const { return model_; }
@@ -44,7 +46,8 @@ class Engine {
 
   // Appends tokens (positions continue the sequence) and returns the logits: n_vocab floats for
   // the last token, or n * n_vocab with all_logits. Valid until the next call. Throws Error if the
-  // sequence would exceed the context (the sequence is left as it was).
+  // sequence would exceed the context, a token is outside the vocabulary or the sequence belongs
+  // to another engine's pool (the sequence is left as it was).
   const float* forward(Sequence& seq, const Token* tokens, int64_t n,
                        const ForwardOptions& options = {});
 
@@ -56,7 +59,7 @@ class Engine {
   void matmul(const Weight* const* ws, float* const* outs, int count, const float* x, int64_t n);  // count <= 3
 
   const Model& model_;
-  ThreadPool pool_;
+  ThreadPool& pool_;
   int64_t n_ctx_;
   KvPool kv_;
   std::unique_ptr<Scratch> s_;

@@ -3,10 +3,11 @@
 // (keys after RoPE). Blocks are reference-counted so a forked sequence shares its parent's blocks;
 // a shared block is copied before it is written (copy-on-write).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
-#include "kvstash/tokenizer.h"
+#include "kvstash/types.h"
 
 namespace kvstash {
 
@@ -19,6 +20,9 @@ struct KvShape {
 
 class KvPool {
  public:
+  static constexpr int kMaxBlockTokens = 4096;
+  static constexpr int64_t kMaxTokens = int64_t(1) << 24;  // per pool: 16M entries
+  // Throws InvalidArgument for a bad shape or capacity, ResourceExhausted when memory is short.
   KvPool(const KvShape& shape, int64_t capacity_tokens);
   KvPool(const KvPool&) = delete;
   KvPool& operator=(const KvPool&) = delete;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kvstash/dtype.h"
+#include "kvstash/fingerprint.h"
 #include "kvstash/gguf.h"
 #include "kvstash/tokenizer.h"
 
@@ -30,6 +31,8 @@ struct ModelConfig {
 
 // Reads the llama hyper-parameters from GGUF metadata; throws Error naming what is missing.
 ModelConfig config_from_gguf(const GgufFile& file);
+// The fingerprint of a model file with its resolved configuration (docs/format-kvs.md).
+Fingerprint compute_fingerprint(const GgufFile& file, const ModelConfig& config);
 
 // A weight matrix of `rows` rows of `cols` elements, stored row after row in `type`.
 struct Weight {
@@ -48,10 +51,12 @@ struct LayerWeights {
 
 class Model {
  public:
-  // Loads and validates a GGUF model; throws Error with a one-line cause.
+  // Loads and validates a GGUF model and computes its fingerprint (one pass over the weights);
+  // throws Error with a one-line cause.
   static std::unique_ptr<Model> load(const std::string& path);
 
   const ModelConfig& config() const { return config_; }
+  const Fingerprint& fingerprint() const { return fingerprint_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   const GgufFile& gguf() const { return *file_; }
 
@@ -67,6 +72,7 @@ class Model {
   std::unique_ptr<GgufFile> file_;
   std::unique_ptr<Tokenizer> tokenizer_;
   ModelConfig config_;
+  Fingerprint fingerprint_;
   Weight token_embd_, output_;
   std::vector<float> output_norm_;
   std::vector<LayerWeights> layers_;

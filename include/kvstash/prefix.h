@@ -17,9 +17,12 @@ namespace kvstash {
 // Tokens of a prompt as `run` reads it: BOS as the model asks, special-token text parsed.
 std::vector<Token> prompt_tokens(const Tokenizer& tok, const std::string& text);
 
-// Runs the text through the model and snapshots the result. progress(done, total) is called after
-// every chunk.
-State process_prefix(Engine& engine, const std::string& fingerprint, const std::string& text,
+// Runs the tokens through the model and snapshots the result (recording the engine's context).
+// progress(done, total) is called after every chunk.
+State process_prefix(Engine& engine, const std::vector<Token>& tokens,
+                     const std::function<void(int64_t, int64_t)>& progress = {});
+// The same for text, tokenized by prompt_tokens.
+State process_prefix(Engine& engine, const std::string& text,
                      const std::function<void(int64_t, int64_t)>& progress = {});
 
 struct Continuation {
@@ -32,7 +35,7 @@ struct Continuation {
 class LoadedPrefix {
  public:
   // Validates the state against the engine's model (throws Error; nothing is changed on error).
-  LoadedPrefix(Engine& engine, const State& state, const std::string& fingerprint);
+  LoadedPrefix(Engine& engine, const State& state);
 
   const std::string& text() const { return text_; }
   int64_t size() const { return base_.size(); }

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kvstash/tokenizer.h"
+#include "kvstash/types.h"
 
 namespace kvstash {
 
@@ -25,7 +25,8 @@ void validate(const SamplingParams& p);
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
-  // history: the tokens so far (for the repetition penalty).
+  // history: the tokens so far (for the repetition penalty). Throws InvalidArgument for a NaN or
+  // +inf logit (-inf is allowed: it masks a token).
   Token sample(const float* logits, int n_vocab, const std::vector<Token>& history);
   const SamplingParams& params() const { return p_; }
 

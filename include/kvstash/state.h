@@ -8,10 +8,14 @@
 #include <vector>
 
 #include "kvstash/dtype.h"
-#include "kvstash/engine.h"
-#include "kvstash/tokenizer.h"
+#include "kvstash/fingerprint.h"
+#include "kvstash/kv_cache.h"
+#include "kvstash/model.h"
+#include "kvstash/types.h"
 
 namespace kvstash {
+
+class AtomicFile;
 
 // What a state must agree on with the model that continues it.
 struct StateArch {
@@ -21,20 +25,16 @@ struct StateArch {
 };
 StateArch state_arch(const ModelConfig& c);
 
-// Hex digest (32 lowercase hex digits, xxh3-128) identifying a model: a hash of its architecture
-// metadata and every tensor's name, type, shape and data (docs/format-kvs.md, "Model fingerprint").
-// Reads the whole model (~10-20 ms for 93 MB from memory); compute it once per loaded model.
-std::string model_fingerprint(const Model& model);
-
 // A state is built once (by snapshot, load_state or a decoder) and read-only afterwards. Copying a
 // State copies tokens, positions and logits but shares the K/V storage, which is either owned
 // memory or, after load_state, the read-only mapping of the .kvs file (zero-copy; the mapping lives
 // as long as any copy of the State). A .kvs file is only ever replaced by rename (save_state), so
 // a mapped file does not change under a loaded state unless someone rewrites it in place.
 struct State {
-  std::string model_fingerprint;
+  Fingerprint model_fingerprint;
   StateArch arch;
   DType cache_type = DType::F16;
+  int64_t n_ctx = 0;  // the context the state was made with (>= size()); a hint for continuing it
   std::vector<Token> tokens;
   std::vector<int32_t> positions;
   std::vector<float> logits;  // n_vocab floats: the last entry's logits (empty for an empty state)
@@ -55,7 +55,7 @@ struct State {
 
   // For code that builds a state: set arch and tokens first, then allocate_kv() gives owned,
   // uninitialised K/V storage for every layer, written through mutable_k/mutable_v before the
-  // state is copied or shared. mutable_* throw Error on a state whose storage is not owned.
+  // state is copied or shared. mutable_* throw Error (Internal) on a state whose storage is not owned.
   void allocate_kv();
   uint16_t* mutable_k(int layer);
   uint16_t* mutable_v(int layer);
@@ -70,21 +70,41 @@ struct State {
 };
 
 // Copies a sequence's entries out of the pool (an explicit, named cost). last_logits (n_vocab
-// floats) may be nullptr only for an empty sequence.
-State snapshot(const Engine& engine, const Sequence& seq, const std::string& fingerprint,
-               const float* last_logits);
-// Replaces seq's contents with the state's entries. Checks the state against the engine's model
-// first (fingerprint, arch, sizes, increasing positions, fits the context and the pool's free
-// blocks); on any error seq is left untouched. The caller keeps state.logits to sample the first
-// new token (no forward pass is needed for it).
-void restore(Engine& engine, const State& state, const std::string& fingerprint, Sequence& seq);
+// floats) may be nullptr only for an empty sequence; n_ctx is recorded as the state's context.
+State snapshot(const Model& model, const Sequence& seq, int64_t n_ctx, const float* last_logits);
+// Replaces seq's contents with the state's entries. Checks the state against the model first
+// (fingerprint: ModelMismatch; architecture, sizes, positions: InvalidArgument; the context n_ctx
+// and the pool's free blocks: ResourceExhausted); on any error seq is left untouched. The caller
+// keeps state.logits to sample the first new token (no forward pass is needed for it).
+void restore(const State& state, const Model& model, int64_t n_ctx, Sequence& seq);
 
-// .kvs files. save_state is atomic (temp file "<path>.tmp.<pid>.<n>" in the same directory, fsync,
-// rename, fsync dir); on failure the temp file is removed and an existing file is left as it was.
+// A .kvs file about to be written: the temp file "<path>.tmp.<pid>.<n>" is created in the
+// target's directory at construction, so a missing or read-only directory fails before any work
+// (kinds NotFound, IOError, InvalidArgument). commit() writes, fsyncs, renames it over `path` and
+// fsyncs the directory; until then `path` is untouched. An uncommitted temp file is removed by the
+// destructor, on SIGINT/SIGTERM (the signal then takes its default action), and — if its process
+// died — by the next StateOutput in that directory.
+class StateOutput {
+ public:
+  explicit StateOutput(const std::string& path);
+  ~StateOutput();
+  StateOutput(const StateOutput&) = delete;
+  StateOutput& operator=(const StateOutput&) = delete;
+
+  const std::string& path() const { return path_; }
+  void commit(const State& state);  // once
+
+ private:
+  std::string path_;
+  std::unique_ptr<AtomicFile> file_;
+};
+
+// StateOutput(path).commit(state): atomic; on failure an existing file is left as it was.
 void save_state(const State& state, const std::string& path);
-// Maps the file and validates format name, version, metadata, shapes, layout, file size and every
-// tensor's checksum; throws Error "<path>: <what is wrong>" (e.g. "checksum mismatch in tensor
-// 'k.3' (file corrupted)"). K/V of the result are views into the mapping (no copy).
+// Maps the file and validates format name, version, metadata, shapes, layout, file size, every
+// tensor's checksum and every value (Corruption, NotSupported for another version or dtype,
+// NotFound/IOError for the file itself): "<path>: <what is wrong>" (e.g. "checksum mismatch in
+// tensor 'k.3' (file corrupted)"). K/V of the result are views into the mapping (no copy).
 State load_state(const std::string& path);
 
 }  // namespace kvstash

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <type_traits>
 #include <mutex>
 #include <thread>
@@ -21,6 +22,7 @@ namespace kvstash {
 
 class ThreadPool {
  public:
+  static constexpr int kMaxThreads = 1024;
   explicit ThreadPool(int n_threads);  // n_threads <= 0: hardware concurrency
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -28,7 +30,9 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
   // fn(begin, end, thread_index) on disjoint ranges covering [0, n); returns when all are done.
-  // Takes any callable by reference (no std::function, so no allocation per call).
+  // Takes any callable by reference (no std::function, so no allocation per call). If fn throws,
+  // the remaining ranges are skipped and the first exception is rethrown here once every thread
+  // has left the job. One job at a time: callers sharing a pool must not call it concurrently.
   template <class F>
   void parallel_for(int64_t n, F&& fn) {
     using Fn = std::remove_reference_t<F>;
@@ -55,6 +59,8 @@ class ThreadPool {
   alignas(64) std::atomic<uint64_t> next_chunk_{0};
   alignas(64) std::atomic<int64_t> done_chunks_{0};
   alignas(64) std::atomic<int> sleepers_{0};
+  std::atomic<bool> failed_{false};
+  std::exception_ptr error_;  // written by the one thread that set failed_
   std::atomic<bool> stop_{false};
 };
 

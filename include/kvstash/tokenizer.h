@@ -8,10 +8,11 @@
 #include <string_view>
 #include <vector>
 
+#include "kvstash/types.h"
+
 namespace kvstash {
 
 class GgufFile;
-using Token = int32_t;
 
 class Tokenizer {
  public:

@@ -137,6 +137,9 @@ std::string parse_error(const std::vector<uint8_t>& b, size_t n = SIZE_MAX) {
     std::string msg = e.what();
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
     EXPECT_EQ(msg.rfind("model.gguf: ", 0), 0u) << msg;
+    // A damaged file is Corruption; only a well-formed file of another version is NotSupported.
+    const bool version = msg.find("unsupported GGUF version") != std::string::npos;
+    EXPECT_EQ(e.kind(), version ? ErrorKind::NotSupported : ErrorKind::Corruption) << msg;
     return msg;
   }
   return "";
@@ -309,6 +312,8 @@ TEST(Gguf, AccessorTypeMismatchNamesTheKey) {
     try {
       fn();
     } catch (const Error& e) {
+      const bool missing = std::string(e.what()).find("missing") != std::string::npos;
+      EXPECT_EQ(e.kind(), missing ? ErrorKind::NotFound : ErrorKind::Corruption) << e.what();
       return e.what();
     }
     return "";
@@ -474,7 +479,7 @@ TEST(Gguf, DuplicateTensorNameIsRejected) {
 }
 
 TEST(Gguf, BadAlignmentIsRejected) {
-  for (uint32_t a : {0u, 3u, 48u}) {
+  for (uint32_t a : {0u, 1u, 2u, 3u, 4u, 48u}) {
     auto f = Builder().kv("general.alignment", T::UINT32, a).tensor("t", {4}, DType::F32).build();
     EXPECT_REJECTED(f, "general.alignment is " + std::to_string(a) + ", not a power of two");
   }
@@ -604,12 +609,14 @@ TEST(Gguf, OpenMissingFileNamesThePath) {
     GgufFile::open("/nonexistent/dir/model.gguf");
     ADD_FAILURE() << "opened a missing file";
   } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::NotFound);
     EXPECT_EQ(std::string(e.what()), "cannot open model file '/nonexistent/dir/model.gguf': No such file or directory");
   }
   try {
     GgufFile::open(testing::TempDir());
     ADD_FAILURE() << "opened a directory";
   } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
     EXPECT_EQ(std::string(e.what()), "cannot open model file '" + testing::TempDir() + "': Is a directory");
   }
 }

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "kvstash/error.h"
 #include "kvstash/kv_cache.h"
@@ -7,17 +8,33 @@
 namespace kvstash {
 
 KvPool::KvPool(const KvShape& shape, int64_t capacity_tokens) : shape_(shape) {
+  if (shape.n_layer <= 0 || shape.n_head_kv <= 0 || shape.head_dim <= 0 || shape.block_tokens <= 0 ||
+      shape.block_tokens > kMaxBlockTokens)
+    throw Error(ErrorKind::InvalidArgument, "invalid KV cache shape (block_tokens must be in 1.." +
+                                                std::to_string(kMaxBlockTokens) + ")");
+  if (capacity_tokens <= 0 || capacity_tokens > kMaxTokens)
+    throw Error(ErrorKind::InvalidArgument, "KV cache of " + std::to_string(capacity_tokens) +
+                                                " tokens: must be between 1 and " + std::to_string(kMaxTokens));
   const int64_t blocks = (capacity_tokens + shape.block_tokens - 1) / shape.block_tokens;
   block_elems_ = size_t(2) * size_t(shape.n_layer) * size_t(shape.n_head_kv) *
                  size_t(shape.block_tokens) * size_t(shape.head_dim);
-  data_.assign(size_t(blocks) * block_elems_, 0);
+  // Shapes are below 2^16 each and blocks below 2^24, so the product fits 64 bits.
+  const unsigned __int128 bytes = (unsigned __int128)blocks * block_elems_ * sizeof(uint16_t);
+  try {
+    if (bytes > (unsigned __int128)(data_.max_size())) throw std::bad_alloc();
+    data_.assign(size_t(blocks) * block_elems_, 0);
+  } catch (const std::bad_alloc&) {
+    throw Error(ErrorKind::ResourceExhausted,
+                "cannot allocate a KV cache of " + std::to_string(capacity_tokens) + " tokens (" +
+                    std::to_string(uint64_t(bytes >> 20)) + " MiB): out of memory; use a smaller --ctx-size");
+  }
   refcount_.assign(size_t(blocks), 0);
   for (int64_t b = blocks - 1; b >= 0; --b) free_.push_back(int32_t(b));
 }
 
 int32_t KvPool::allocate() {
   if (free_.empty())
-    throw Error("KV cache is full (" + std::to_string(n_blocks() * shape_.block_tokens) +
+    throw Error(ErrorKind::ResourceExhausted, "KV cache is full (" + std::to_string(n_blocks() * shape_.block_tokens) +
                 " tokens); raise --ctx-size");
   const int32_t b = free_.back();
   free_.pop_back();
@@ -83,7 +100,7 @@ Sequence Sequence::fork() const {
 }
 
 void Sequence::truncate(int64_t n) {
-  if (n < 0 || n > size()) throw Error("cannot truncate a sequence of " + std::to_string(size()) +
+  if (n < 0 || n > size()) throw Error(ErrorKind::InvalidArgument, "cannot truncate a sequence of " + std::to_string(size()) +
                                        " tokens to " + std::to_string(n));
   const int bt = pool_->shape().block_tokens;
   const size_t keep = size_t((n + bt - 1) / bt);
@@ -97,11 +114,15 @@ void Sequence::truncate(int64_t n) {
 
 int64_t Sequence::append(const Token* tokens, const int32_t* positions, int64_t n) {
   const int64_t first = size();
+  for (int64_t i = 0; i < n; ++i)
+    if (positions[i] < 0 || positions[i] >= kMaxPosition)
+      throw Error(ErrorKind::InvalidArgument, "position " + std::to_string(positions[i]) + " is outside [0, " +
+                                                  std::to_string(kMaxPosition) + ")");
   const int bt = pool_->shape().block_tokens;
   const size_t need = size_t((first + n + bt - 1) / bt);
   const bool copy_last = first % bt != 0 && pool_->refcount(blocks_.back()) > 1;
   if (need - blocks_.size() + (copy_last ? 1 : 0) > size_t(pool_->free_blocks()))
-    throw Error("KV cache is full: " + std::to_string(first + n) + " tokens do not fit in " +
+    throw Error(ErrorKind::ResourceExhausted, "KV cache is full: " + std::to_string(first + n) + " tokens do not fit in " +
                 std::to_string(pool_->n_blocks() * bt) + "; raise --ctx-size");
   // The partly filled last block may be shared with a fork: write into a private copy.
   if (copy_last) {

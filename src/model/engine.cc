@@ -18,13 +18,28 @@ struct Engine::Scratch {
   std::vector<int32_t> positions;
 };
 
-Engine::Engine(const Model& model, const EngineOptions& o)
+namespace {
+const EngineOptions& checked(const EngineOptions& o) {
+  if (o.n_ctx < 0 || o.n_ctx > KvPool::kMaxTokens)
+    throw Error(ErrorKind::InvalidArgument, "context of " + std::to_string(o.n_ctx) +
+                                                " tokens: must be between 1 and " + std::to_string(KvPool::kMaxTokens));
+  if (o.block_tokens <= 0 || o.block_tokens > KvPool::kMaxBlockTokens)
+    throw Error(ErrorKind::InvalidArgument, "KV block of " + std::to_string(o.block_tokens) +
+                                                " tokens: must be between 1 and " + std::to_string(KvPool::kMaxBlockTokens));
+  if (o.kv_tokens < 0 || o.kv_tokens > KvPool::kMaxTokens)
+    throw Error(ErrorKind::InvalidArgument, "KV pool of " + std::to_string(o.kv_tokens) + " tokens: must be between 0 and " +
+                                                std::to_string(KvPool::kMaxTokens));
+  return o;
+}
+}  // namespace
+
+Engine::Engine(const Model& model, ThreadPool& threads, const EngineOptions& options)
     : model_(model),
-      pool_(o.n_threads),
-      n_ctx_(o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(model.config().n_ctx_train, 4096)),
+      pool_(threads),
+      n_ctx_(checked(options).n_ctx > 0 ? options.n_ctx : std::min<int64_t>(model.config().n_ctx_train, 4096)),
       kv_(KvShape{model.config().n_layer, model.config().n_head_kv, model.config().head_dim,
-                  o.block_tokens},
-          o.kv_tokens > 0 ? o.kv_tokens : n_ctx_ + 2 * o.block_tokens),
+                  options.block_tokens},
+          options.kv_tokens > 0 ? options.kv_tokens : n_ctx_ + 2 * options.block_tokens),
       s_(std::make_unique<Scratch>()) {}
 
 Engine::~Engine() = default;
@@ -72,13 +87,17 @@ void Engine::matmul(const Weight* const* ws, float* const* outs, int count, cons
 
 const float* Engine::forward(Sequence& seq, const Token* tokens, int64_t n, const ForwardOptions& o) {
   const ModelConfig& c = model_.config();
-  if (n <= 0) throw Error("forward pass needs at least one token");
+  if (n <= 0) throw Error(ErrorKind::InvalidArgument, "forward pass needs at least one token");
+  if (&seq.pool() != &kv_)
+    throw Error(ErrorKind::InvalidArgument, "forward pass: the sequence belongs to another engine");
   if (seq.size() + n > n_ctx_)
-    throw Error(std::to_string(seq.size() + n) + " tokens do not fit the context of " +
-                std::to_string(n_ctx_) + " tokens");
+    throw Error(ErrorKind::ResourceExhausted, std::to_string(seq.size() + n) + " tokens do not fit the context of " +
+                                                  std::to_string(n_ctx_) + " tokens");
+  if (int64_t(seq.next_position()) + n > int64_t(kMaxPosition))
+    throw Error(ErrorKind::InvalidArgument, "positions past " + std::to_string(kMaxPosition) + " are not supported");
   for (int64_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= c.n_vocab)
-      throw Error("token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+      throw Error(ErrorKind::InvalidArgument, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
 
   Scratch& s = *s_;
   s.positions.resize(size_t(n));

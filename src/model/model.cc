@@ -10,22 +10,29 @@ namespace kvstash {
 
 namespace {
 
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = shape.empty() ? "[]" : "";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "x" : "") + std::to_string(shape[i]);
+  return s;
+}
+
 Weight matrix(const GgufFile& f, const std::string& name, int64_t cols, int64_t rows) {
   const GgufTensor& t = f.tensor(name);
   const DTypeInfo& info = dtype_info(t.type_id);
   if (!info.supported)
-    throw Error(f.path() + ": tensor '" + name + "' has unsupported tensor type " + dtype_name(t.type_id));
+    throw Error(ErrorKind::NotSupported,
+                f.path() + ": tensor '" + name + "' has unsupported tensor type " + dtype_name(t.type_id));
   if (t.shape.size() != 2 || t.shape[0] != cols || t.shape[1] != rows)
-    throw Error(f.path() + ": tensor '" + name + "' has shape " + std::to_string(t.shape[0]) +
-                (t.shape.size() > 1 ? "x" + std::to_string(t.shape[1]) : "") + ", expected " +
-                std::to_string(cols) + "x" + std::to_string(rows));
+    throw Error(ErrorKind::Corruption, f.path() + ": tensor '" + name + "' has shape " + shape_text(t.shape) +
+                                           ", expected " + std::to_string(cols) + "x" + std::to_string(rows));
   return Weight{t.type(), cols, rows, row_bytes(t.type(), cols), t.data};
 }
 
 std::vector<float> vector_f32(const GgufFile& f, const std::string& name, int64_t n) {
   const GgufTensor& t = f.tensor(name);
-  if (t.elements() != n || !dtype_info(t.type_id).supported)
-    throw Error(f.path() + ": tensor '" + name + "' must hold " + std::to_string(n) + " f32 values");
+  if (t.shape.size() != 1 || t.elements() != n || !dtype_info(t.type_id).supported)
+    throw Error(ErrorKind::Corruption, f.path() + ": tensor '" + name + "' must hold " + std::to_string(n) +
+                                           " values, not " + shape_text(t.shape) + " " + dtype_name(t.type_id));
   std::vector<float> out(static_cast<size_t>(n));
   dequantize_row(t.type(), t.data, out.data(), n);
   return out;
@@ -42,11 +49,11 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   m->tokenizer_ = Tokenizer::from_gguf(f);
 
   const GgufTensor& embd = f.tensor("token_embd.weight");
-  if (embd.shape.size() != 2) throw Error(path + ": tensor 'token_embd.weight' is not a matrix");
-  c.n_vocab = int(embd.shape[1]);
-  if (c.n_vocab != m->tokenizer_->n_vocab())
-    throw Error(path + ": token_embd.weight has " + std::to_string(c.n_vocab) +
-                " rows but the vocabulary has " + std::to_string(m->tokenizer_->n_vocab()) + " tokens");
+  if (embd.shape.size() != 2 || embd.shape[1] != m->tokenizer_->n_vocab())
+    throw Error(ErrorKind::Corruption, path + ": token_embd.weight has shape " + shape_text(embd.shape) +
+                                           ", expected " + std::to_string(c.n_embd) + "x" +
+                                           std::to_string(m->tokenizer_->n_vocab()) + " (the vocabulary)");
+  c.n_vocab = m->tokenizer_->n_vocab();
   m->token_embd_ = matrix(f, "token_embd.weight", c.n_embd, c.n_vocab);
   m->output_ = f.find_tensor("output.weight") ? matrix(f, "output.weight", c.n_embd, c.n_vocab)
                                                : m->token_embd_;
@@ -72,9 +79,14 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   const int n_pairs = c.n_rot / 2;
   std::vector<float> factors(size_t(n_pairs), 1.0f);
   if (f.find_tensor("rope_freqs.weight")) factors = vector_f32(f, "rope_freqs.weight", n_pairs);
+  for (float x : factors)
+    if (!(std::isfinite(x) && x > 0))
+      throw Error(ErrorKind::Corruption, path + ": rope_freqs.weight holds " + std::to_string(x) +
+                                             ", not a positive frequency factor");
   for (int i = 0; i < n_pairs; ++i)
     m->rope_inv_freq_.push_back(std::pow(double(c.rope_base), -2.0 * i / c.n_rot) /
                                 double(factors[size_t(i)]) / double(c.rope_linear_scale));
+  m->fingerprint_ = compute_fingerprint(f, c);
   return m;
 }
 

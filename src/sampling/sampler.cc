@@ -22,7 +22,7 @@ void require(bool ok, const std::string& name, const std::string& range, double 
   if (ok) return;
   std::ostringstream msg;
   msg << name << " must be " << range << ", got " << value;
-  throw Error(msg.str());
+  throw Error(ErrorKind::InvalidArgument, msg.str());
 }
 }  // namespace
 
@@ -56,7 +56,13 @@ double Sampler::next_uniform() {
 
 Token Sampler::sample(const float* logits, int n_vocab, const std::vector<Token>& history) {
   cand_.resize(size_t(n_vocab));
-  for (int i = 0; i < n_vocab; ++i) cand_[size_t(i)] = {logits[i], Token(i)};
+  for (int i = 0; i < n_vocab; ++i) {
+    // NaN would make the sort's order undefined and +inf the probabilities NaN; -inf masks a token.
+    if (std::isnan(logits[i]) || logits[i] == INFINITY)
+      throw Error(ErrorKind::InvalidArgument, "logit of token " + std::to_string(i) + " is " +
+                                                  (std::isnan(logits[i]) ? "NaN" : "+inf") + ": cannot sample");
+    cand_[size_t(i)] = {logits[i], Token(i)};
+  }
 
   if (p_.repeat_penalty != 1.0f && p_.repeat_last_n > 0) {
     const size_t from = history.size() > size_t(p_.repeat_last_n) ? history.size() - size_t(p_.repeat_last_n) : 0;
@@ -77,6 +83,7 @@ Token Sampler::sample(const float* logits, int n_vocab, const std::vector<Token>
   if (p_.top_k > 0 && size_t(p_.top_k) < n) n = size_t(p_.top_k);
   std::partial_sort(cand_.begin(), cand_.begin() + long(n), cand_.end(), better);
   cand_.resize(n);
+  if (cand_[0].logit == -INFINITY) throw Error(ErrorKind::InvalidArgument, "every logit is -inf: cannot sample");
 
   // Probabilities at temperature 1 decide top-p and min-p (as llama.cpp's chain does).
   probs_.resize(n);

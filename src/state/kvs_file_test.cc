@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <bit>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -25,8 +27,9 @@ namespace fs = std::filesystem;
 State make_state(int64_t n, uint32_t seed = 1) {
   std::mt19937 rng(seed);
   State s;
-  s.model_fingerprint = "0123456789abcdef0123456789abcdef";
+  s.model_fingerprint = Fingerprint::from_hex("0123456789abcdef0123456789abcdef").value();
   s.arch = StateArch{2, 4, 2, 8, 8, 50, 10000.0f, 1.0f};
+  s.n_ctx = n + 10;
   int32_t pos = 0;
   for (int64_t i = 0; i < n; ++i) {
     s.tokens.push_back(Token(rng() % 50));
@@ -48,6 +51,7 @@ void expect_same(const State& a, const State& b) {
   EXPECT_EQ(a.model_fingerprint, b.model_fingerprint);
   EXPECT_TRUE(a.arch == b.arch);
   EXPECT_EQ(a.cache_type, b.cache_type);
+  EXPECT_EQ(a.n_ctx, b.n_ctx);
   EXPECT_EQ(a.tokens, b.tokens);
   EXPECT_EQ(a.positions, b.positions);
   ASSERT_EQ(a.logits.size(), b.logits.size());
@@ -86,6 +90,7 @@ class StateFile : public ::testing::Test {
       load_state(p);
     } catch (const Error& e) {
       const std::string what = e.what();
+      kind_ = e.kind();
       EXPECT_EQ(what.find('\n'), std::string::npos) << "error is not one line: " << what;
       EXPECT_EQ(what.rfind(p + ": ", 0), 0u) << "error does not name the file: " << what;
       return what.substr(p.size() + 2);
@@ -96,8 +101,35 @@ class StateFile : public ::testing::Test {
     const uint64_t n = kvs::get_u64le(reinterpret_cast<const uint8_t*>(bytes.data()));
     return nlohmann::json::parse(bytes.substr(8, n));
   }
+  // bytes with every checksum recomputed, as a crafted file would have them. Checksums are
+  // fixed-width hex, so the header keeps its length.
+  static std::string with_valid_checksums(std::string bytes) {
+    const uint64_t n = kvs::get_u64le(reinterpret_cast<const uint8_t*>(bytes.data()));
+    const nlohmann::json h = header(bytes);
+    std::map<std::string, std::string> meta = h["__metadata__"].get<std::map<std::string, std::string>>();
+    auto replace = [&](const std::string& key, const std::string& value) {
+      const std::string from = "\"" + key + "\":\"" + meta[key] + "\"", to = "\"" + key + "\":\"" + value + "\"";
+      const size_t at = bytes.find(from);
+      ASSERT_NE(at, std::string::npos) << key;
+      bytes.replace(at, from.size(), to);
+      meta[key] = value;
+    };
+    for (const auto& [name, t] : h.items()) {
+      if (name == "__metadata__" || name.rfind("__pad.", 0) == 0) continue;
+      const uint64_t b = t["data_offsets"][0], e = t["data_offsets"][1];
+      replace("checksum." + name, kvs::hash_hex64(bytes.data() + 8 + n + b, e - b));
+    }
+    replace(kvs::kMetadataChecksumKey, kvs::metadata_checksum(meta));
+    return bytes;
+  }
+  // Offset of a tensor's data in the file.
+  static size_t data_at(const std::string& bytes, const std::string& tensor) {
+    const uint64_t n = kvs::get_u64le(reinterpret_cast<const uint8_t*>(bytes.data()));
+    return size_t(8 + n + header(bytes)[tensor]["data_offsets"][0].get<uint64_t>());
+  }
 
   std::string dir_;
+  ErrorKind kind_ = ErrorKind::Internal;
 };
 
 TEST_F(StateFile, SaveLoadRoundTripIsExact) {
@@ -132,7 +164,8 @@ TEST_F(StateFile, HeaderIsPaddedAndEveryTensorIsAligned) {
   EXPECT_EQ((8 + n) % 64, 0u);
   const nlohmann::json h = header(bytes);
   EXPECT_EQ(h["__metadata__"]["format"], "kvstash.state");
-  EXPECT_EQ(h["__metadata__"]["format_version"], "1");
+  EXPECT_EQ(h["__metadata__"]["format_version"], "2");
+  EXPECT_EQ(h["__metadata__"]["n_ctx"], "15");
   EXPECT_EQ(h["__metadata__"]["n_tokens"], "5");
   EXPECT_EQ(h["k.1"]["shape"], nlohmann::json({2, 5, 8}));
   EXPECT_EQ(h["tokens"]["dtype"], "I32");
@@ -155,6 +188,7 @@ TEST_F(StateFile, TruncatedFileIsRejected) {
   for (size_t len = 1; len < bytes.size(); ++len) {
     const std::string err = load_error(bytes.substr(0, len));
     EXPECT_EQ(err.rfind("truncated file (", 0), 0u) << "length " << len << ": " << err;
+    EXPECT_EQ(kind_, ErrorKind::Corruption);
   }
 }
 
@@ -174,6 +208,7 @@ TEST_F(StateFile, FlippedByteInEveryTensorIsDetected) {
                                    ? "nonzero padding in '" + name + "' (file corrupted)"
                                    : "checksum mismatch in tensor '" + name + "' (file corrupted)";
       EXPECT_EQ(load_error(broken), want) << "byte " << at << " of " << name;
+      EXPECT_EQ(kind_, ErrorKind::Corruption);
     }
     tensors += name.rfind("__pad.", 0) == 0 ? 0 : 1;
   }
@@ -214,11 +249,42 @@ TEST_F(StateFile, RandomlyDamagedFileIsRejected) {
 TEST_F(StateFile, WrongVersionIsRejected) {
   save_state(make_state(3), path("s.kvs"));
   std::string bytes = read(path("s.kvs"));
-  const std::string v1 = "\"format_version\":\"1\"";
-  const size_t at = bytes.find(v1);
+  const std::string v2 = "\"format_version\":\"2\"";
+  const size_t at = bytes.find(v2);
   ASSERT_NE(at, std::string::npos);
-  bytes[at + v1.size() - 2] = '2';
-  EXPECT_EQ(load_error(bytes), "unsupported .kvs format version 2 (this kvstash reads 1)");
+  bytes[at + v2.size() - 2] = '3';
+  EXPECT_EQ(load_error(with_valid_checksums(bytes)), "unsupported .kvs format version '3' (this kvstash reads 2)");
+  EXPECT_EQ(kind_, ErrorKind::NotSupported);
+  // Version 1 files carry a fingerprint that missed rms_eps, rope scaling and the vocabulary.
+  bytes[at + v2.size() - 2] = '1';
+  EXPECT_NE(load_error(with_valid_checksums(bytes)).find("format version 1"), std::string::npos);
+  EXPECT_EQ(kind_, ErrorKind::NotSupported);
+}
+
+// Values a crafted file can set while every checksum is right: validation must not rest on them.
+TEST_F(StateFile, CraftedValuesWithValidChecksumsAreRejected) {
+  save_state(make_state(4), path("s.kvs"));
+  const std::string good = read(path("s.kvs"));
+  ASSERT_EQ(load_error(with_valid_checksums(good)), "");
+  auto crafted = [&](const std::string& tensor, size_t index, uint32_t value) {
+    std::string bytes = good;
+    kvs::put_u32le(reinterpret_cast<uint8_t*>(&bytes[data_at(bytes, tensor) + 4 * index]), value);
+    return load_error(with_valid_checksums(bytes));
+  };
+  EXPECT_NE(crafted("positions", 3, 2147483647u).find("no room to continue"), std::string::npos);
+  EXPECT_EQ(kind_, ErrorKind::Corruption);
+  EXPECT_NE(crafted("positions", 0, 0x80000000u).find("positions are not increasing"), std::string::npos);
+  EXPECT_NE(crafted("tokens", 1, 50).find("outside the vocabulary"), std::string::npos);
+  EXPECT_NE(crafted("logits", 7, 0x7fc00000u).find("not finite"), std::string::npos);  // NaN
+  EXPECT_NE(crafted("logits", 0, 0x7f800000u).find("not finite"), std::string::npos);  // +inf
+  EXPECT_EQ(kind_, ErrorKind::Corruption);
+  // n_ctx below the entry count.
+  std::string bytes = good;
+  const size_t at = bytes.find("\"n_ctx\":\"14\"");
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at, 12, "\"n_ctx\":\"03\"");  // 3 < 4 entries (same length: the header keeps its size)
+  EXPECT_NE(load_error(with_valid_checksums(bytes)), "");
+  EXPECT_EQ(kind_, ErrorKind::Corruption);
 }
 
 TEST_F(StateFile, EditedMetadataIsRejected) {
@@ -254,11 +320,18 @@ TEST_F(StateFile, NotAKvsFileIsRejected) {
   kvs::put_u64le(reinterpret_cast<uint8_t*>(junk.data()), 3);
   EXPECT_EQ(load_error(junk + "abc"), "not a .kvs file (no safetensors JSON header)");
 
-  EXPECT_THROW(load_state(path("missing.kvs")), Error);
+  EXPECT_EQ(kind_, ErrorKind::Corruption);
+  try {
+    load_state(path("missing.kvs"));
+    ADD_FAILURE() << "a missing file loaded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::NotFound);
+  }
   try {
     load_state(dir_);
     ADD_FAILURE() << "a directory loaded";
   } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
     EXPECT_EQ(std::string(e.what()), dir_ + ": not a regular file");
   }
 }
@@ -299,17 +372,59 @@ TEST_F(StateFile, SaveIsAtomic) {
   }
   setrlimit(RLIMIT_FSIZE, &old_limit);
   signal(SIGXFSZ, old_handler);
-  EXPECT_NE(err.find("cannot save state (writing"), std::string::npos) << err;
+  EXPECT_NE(err.find("cannot save (writing"), std::string::npos) << err;
   EXPECT_EQ(read(path("s.kvs")), before);
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1) << "temp file left";
   expect_same(old_state, load_state(path("s.kvs")));
 
-  // The rename fails (the target is a directory): the temp file is removed.
+}
+
+ErrorKind output_error(const std::string& p) {
+  try {
+    StateOutput out(p);
+  } catch (const Error& e) {
+    return e.kind();
+  }
+  return ErrorKind::Internal;
+}
+
+// StateOutput checks the target before any work: it creates the temp file at once.
+TEST_F(StateFile, UnwritableOutputFailsBeforeTheWork) {
   fs::create_directory(path("d.kvs"));
-  EXPECT_THROW(save_state(old_state, path("d.kvs")), Error);
+  EXPECT_EQ(output_error(path("d.kvs")), ErrorKind::InvalidArgument);
+  EXPECT_EQ(output_error(path("nowhere/s.kvs")), ErrorKind::NotFound);
+  write(path("file"), "x");
+  EXPECT_EQ(output_error(path("file/s.kvs")), ErrorKind::IOError);  // not a directory
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 2) << "temp file left";
-  // No such directory.
-  EXPECT_THROW(save_state(old_state, path("nowhere/s.kvs")), Error);
+  {
+    StateOutput out(path("s.kvs"));
+    EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 3) << "no temp file";
+  }  // not committed: the temp file goes with it
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 2) << "temp file left";
+  EXPECT_FALSE(fs::exists(path("s.kvs")));
+}
+
+// A process killed by SIGINT or SIGTERM while a temp file is open leaves nothing behind; a temp
+// file of a process that died without a signal (SIGKILL) is removed by the next save there.
+TEST_F(StateFile, InterruptedSaveLeavesNoTempFile) {
+  for (int sig : {SIGINT, SIGTERM, SIGKILL}) {
+    SCOPED_TRACE(sig);
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      StateOutput out(path("s.kvs"));
+      raise(sig);
+      _exit(0);  // not reached
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    EXPECT_EQ(WTERMSIG(status), sig);
+    const auto entries = std::distance(fs::directory_iterator(dir_), fs::directory_iterator());
+    EXPECT_EQ(entries, sig == SIGKILL ? 1 : 0);
+  }
+  save_state(make_state(2), path("t.kvs"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1) << "stale temp file kept";
 }
 
 }  // namespace

@@ -13,7 +13,7 @@
 namespace kvstash::kvs {
 
 inline constexpr char kFormatName[] = "kvstash.state";
-inline constexpr int kVersion = 1;
+inline constexpr int kVersion = 2;  // 1: fingerprint v1, no n_ctx (refused)
 inline constexpr uint64_t kAlign = 64;                     // data and every tensor start here
 inline constexpr uint64_t kMaxHeaderBytes = 64ull << 20;   // a longer header is not ours
 inline constexpr char kMetadataChecksumKey[] = "checksum.metadata";

@@ -16,6 +16,7 @@
 #include "kvstash/error.h"
 #include "state/check.h"
 #include "state/kvs_format.h"
+#include "util/quote.h"
 
 namespace kvstash {
 
@@ -28,22 +29,6 @@ namespace {
 
 using json = nlohmann::json;
 
-// A string from the file, fit for a one-line message (at most 64 bytes, escaped).
-std::string plain(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < 64; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f) out += char(c);
-    else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  return out + (s.size() > 64 ? "..." : "");
-}
-std::string quote(const std::string& s) { return "'" + plain(s) + "'"; }
-
 struct Mapping {
   const uint8_t* data = nullptr;
   size_t size = 0;
@@ -52,16 +37,17 @@ struct Mapping {
 
 Mapping map_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+  if (fd < 0)
+    throw Error(errno == ENOENT ? ErrorKind::NotFound : ErrorKind::IOError, path + ": cannot open: " + std::strerror(errno));
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    throw Error(path + ": cannot stat: " + std::strerror(err));
+    throw Error(ErrorKind::IOError, path + ": cannot stat: " + std::strerror(err));
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw Error(path + ": not a regular file");
+    throw Error(ErrorKind::InvalidArgument, path + ": not a regular file");
   }
   Mapping m;
   m.size = size_t(st.st_size);
@@ -70,7 +56,7 @@ Mapping map_file(const std::string& path) {
     if (p == MAP_FAILED) {
       const int err = errno;
       ::close(fd);
-      throw Error(path + ": cannot map: " + std::strerror(err));
+      throw Error(ErrorKind::IOError, path + ": cannot map: " + std::strerror(err));
     }
     const size_t size = m.size;
     m.data = static_cast<const uint8_t*>(p);
@@ -86,7 +72,9 @@ class Reader {
   State read();
 
  private:
-  [[noreturn]] void fail(const std::string& what) const { throw Error(path_ + ": " + what); }
+  [[noreturn]] void fail(const std::string& what, ErrorKind kind = ErrorKind::Corruption) const {
+    throw Error(kind, path_ + ": " + what);
+  }
   uint64_t header_length() const;
   json parse_header(uint64_t n) const;
   std::map<std::string, std::string> metadata(const json& header) const;
@@ -148,15 +136,19 @@ std::map<std::string, std::string> Reader::metadata(const json& header) const {
     fail("not a .kvs file (a safetensors file without kvstash.state metadata)");
   std::map<std::string, std::string> meta;
   for (const auto& [key, value] : it->items()) {
-    if (!value.is_string()) fail("corrupt header (metadata value of " + quote(key) + " is not a string)");
+    if (!value.is_string()) fail("corrupt header (metadata value of " + quote(key, 64) + " is not a string)");
     meta[key] = value.get<std::string>();
   }
   if (meta["format"] != kvs::kFormatName)
-    fail("not a .kvs file (format " + quote(meta["format"]) + ", expected '" + kvs::kFormatName + "')");
+    fail("not a .kvs file (format " + quote(meta["format"], 64) + ", expected '" + kvs::kFormatName + "')");
   const std::string& version = meta["format_version"];
+  if (version == "1")
+    fail("a .kvs file of format version 1, from an older kvstash whose model fingerprint misses values that "
+         "change the computation; make it again with kvstash prefill", ErrorKind::NotSupported);
   if (version != std::to_string(kvs::kVersion))
-    fail("unsupported .kvs format version " + (version.empty() ? std::string("(missing)") : plain(version)) +
-         " (this kvstash reads " + std::to_string(kvs::kVersion) + ")");
+    fail("unsupported .kvs format version " + (version.empty() ? std::string("(missing)") : quote(version, 64)) +
+             " (this kvstash reads " + std::to_string(kvs::kVersion) + ")",
+         version.empty() ? ErrorKind::Corruption : ErrorKind::NotSupported);
   const auto sum = meta.find(kvs::kMetadataChecksumKey);
   if (sum == meta.end()) fail("corrupt header (no metadata checksum)");
   if (sum->second != kvs::metadata_checksum(meta)) fail("metadata checksum mismatch (header corrupted)");
@@ -174,7 +166,7 @@ int64_t Reader::int_value(const std::map<std::string, std::string>& meta, const 
   int64_t v = -1;
   const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
   if (s.empty() || s[0] == '-' || r.ec != std::errc() || r.ptr != s.data() + s.size() || v > max)
-    fail(std::string("invalid metadata ") + key + " " + quote(s));
+    fail(std::string("invalid metadata ") + key + " " + quote(s, 64));
   return v;
 }
 
@@ -183,7 +175,7 @@ float Reader::float_value(const std::map<std::string, std::string>& meta, const 
   float v = 0;
   const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
   if (r.ec != std::errc() || r.ptr != s.data() + s.size() || !std::isfinite(v) || !(v > 0))
-    fail(std::string("invalid metadata ") + key + " " + quote(s));
+    fail(std::string("invalid metadata ") + key + " " + quote(s, 64));
   return v;
 }
 
@@ -196,7 +188,7 @@ void Reader::check_directory(const json& header, const std::vector<kvs::TensorSl
                     e.contains("data_offsets") && e["dtype"] == t.dtype && e["shape"] == json(t.shape) &&
                     e["data_offsets"] == json({t.begin, t.end});
     if (!ok)
-      fail("tensor '" + t.name + "' is " + quote(e.dump()) + ", expected dtype " + t.dtype + " shape " +
+      fail("tensor '" + t.name + "' is " + quote(e.dump(), 64) + ", expected dtype " + t.dtype + " shape " +
            json(t.shape).dump() + " data_offsets [" + std::to_string(t.begin) + "," +
            std::to_string(t.end) + "] (docs/format-kvs.md)");
   }
@@ -204,7 +196,7 @@ void Reader::check_directory(const json& header, const std::vector<kvs::TensorSl
     for (const auto& [key, value] : header.items()) {
       bool known = key == "__metadata__";
       for (const kvs::TensorSlot& t : slots) known = known || key == t.name;
-      if (!known) fail("unexpected tensor " + quote(key));
+      if (!known) fail("unexpected tensor " + quote(key, 64));
     }
 }
 
@@ -225,14 +217,15 @@ State Reader::read() {
   a.rope_base = float_value(meta, "rope_base");
   a.rope_linear_scale = float_value(meta, "rope_linear_scale");
   const int64_t n_tokens = int_value(meta, "n_tokens", kMaxTokens - 1);
-  s.model_fingerprint = string_value(meta, "model_fingerprint");
+  s.n_ctx = int_value(meta, "n_ctx", KvPool::kMaxTokens);
   if (const std::string& d = string_value(meta, "cache_dtype"); d != "f16")
-    fail("unsupported cache_dtype " + quote(d) + " (this kvstash reads 'f16')");
+    fail("unsupported cache_dtype " + quote(d, 64) + " (this kvstash reads 'f16')", ErrorKind::NotSupported);
   if (const std::string& k = string_value(meta, "key_order"); k != "gguf")
-    fail("unsupported key_order " + quote(k) + " (this kvstash reads 'gguf')");
-  bool hex = s.model_fingerprint.size() == 32;
-  for (char c : s.model_fingerprint) hex = hex && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
-  if (!hex) fail("invalid model_fingerprint " + quote(s.model_fingerprint));
+    fail("unsupported key_order " + quote(k, 64) + " (this kvstash reads 'gguf')", ErrorKind::NotSupported);
+  const std::string& fingerprint = string_value(meta, "model_fingerprint");
+  const std::optional<Fingerprint> fp = Fingerprint::from_hex(fingerprint);
+  if (!fp) fail("invalid model_fingerprint " + quote(fingerprint, 64));
+  s.model_fingerprint = *fp;
 
   // The payload size (without padding) in 128 bits: garbage dimensions must not overflow.
   const uint64_t logits_len = n_tokens > 0 ? uint64_t(a.n_vocab) : 0;
@@ -286,7 +279,7 @@ State Reader::read() {
       (t.name[0] == 'k' ? k : v)[std::stoul(t.name.substr(2))] =
           reinterpret_cast<const uint16_t*>(data + t.begin);
   set_views(s, m_.keep, std::move(k), std::move(v));
-  check_state(s, path_ + ": invalid state");
+  check_state(s, path_ + ": invalid state", ErrorKind::Corruption);
   return s;
 }
 

@@ -1,18 +1,11 @@
-// save_state: the .kvs writer (docs/format-kvs.md). Atomic: temp file in the target's directory,
-// fsync, rename over the target, fsync the directory.
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <atomic>
+// StateOutput / save_state: the .kvs writer (docs/format-kvs.md), atomic through AtomicFile.
 #include <bit>
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "kvstash/error.h"
 #include "state/check.h"
 #include "state/kvs_format.h"
+#include "util/atomic_file.h"
 
 namespace kvstash {
 
@@ -35,65 +28,15 @@ std::vector<uint8_t> encode_le32(const std::vector<T>& values) {
   return out;
 }
 
-bool is_hex32(const std::string& s) {
-  if (s.size() != 32) return false;
-  for (char c : s)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
-
-// Writes all pieces to a new temp file and renames it over `path`; removes the temp on failure.
-void write_atomically(const std::string& path, const std::vector<Piece>& pieces) {
-  static std::atomic<uint64_t> counter{0};
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-  std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  if (dir.empty()) dir = ".";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(path + ": cannot create temp file " + tmp + ": " + std::strerror(errno));
-  auto fail = [&](const char* step) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw Error(path + ": cannot save state (" + step + " " + tmp + "): " + std::strerror(err));
-  };
-  for (const Piece& p : pieces) {
-    for (size_t done = 0; done < p.size;) {
-      const ssize_t n = ::write(fd, p.data + done, p.size - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        if (n == 0) errno = EIO;
-        fail("writing");
-      }
-      done += size_t(n);
-    }
-  }
-  if (::fsync(fd) != 0) fail("syncing");
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error(path + ": cannot save state (closing " + tmp + "): " + std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error(path + ": cannot save state (renaming " + tmp + "): " + std::strerror(err));
-  }
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0 || ::fsync(dfd) != 0) {
-    const int err = errno;
-    if (dfd >= 0) ::close(dfd);
-    throw Error(path + ": saved, but cannot sync directory " + dir.string() + ": " + std::strerror(err));
-  }
-  ::close(dfd);
-}
-
 }  // namespace
 
-void save_state(const State& s, const std::string& path) {
-  check_state(s, path + ": cannot save state");
-  if (!is_hex32(s.model_fingerprint))
-    throw Error(path + ": cannot save state: model fingerprint '" + s.model_fingerprint +
-                "' is not 32 hex digits");
+StateOutput::StateOutput(const std::string& path) : path_(path), file_(std::make_unique<AtomicFile>(path)) {}
+
+StateOutput::~StateOutput() = default;
+
+void StateOutput::commit(const State& s) {
+  if (!file_) throw Error(ErrorKind::Internal, path_ + ": state already committed");
+  check_state(s, path_ + ": cannot save state", ErrorKind::InvalidArgument);
   const StateArch& a = s.arch;
   const std::vector<uint8_t> logits = encode_le32(s.logits), tokens = encode_le32(s.tokens),
                              positions = encode_le32(s.positions);
@@ -119,8 +62,9 @@ void save_state(const State& s, const std::string& path) {
   std::map<std::string, std::string> meta = {
       {"format", kvs::kFormatName},
       {"format_version", std::to_string(kvs::kVersion)},
-      {"model_fingerprint", s.model_fingerprint},
+      {"model_fingerprint", s.model_fingerprint.hex()},
       {"n_tokens", std::to_string(s.size())},
+      {"n_ctx", std::to_string(s.n_ctx)},
       {"n_layer", std::to_string(a.n_layer)},
       {"n_head", std::to_string(a.n_head)},
       {"n_head_kv", std::to_string(a.n_head_kv)},
@@ -147,9 +91,13 @@ void save_state(const State& s, const std::string& path) {
   uint8_t len[8];
   kvs::put_u64le(len, json.size());
 
-  std::vector<Piece> pieces = {{len, 8}, {reinterpret_cast<const uint8_t*>(json.data()), json.size()}};
-  pieces.insert(pieces.end(), data.begin(), data.end());
-  write_atomically(path, pieces);
+  file_->write(len, 8);
+  file_->write(json.data(), json.size());
+  for (const Piece& p : data) file_->write(p.data, p.size);
+  file_->commit();
+  file_.reset();
 }
+
+void save_state(const State& state, const std::string& path) { StateOutput(path).commit(state); }
 
 }  // namespace kvstash

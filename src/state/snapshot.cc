@@ -1,6 +1,7 @@
 // snapshot: a sequence's cache entries out of the pool into a State; restore: back into a sequence.
 // Pool blocks hold, per layer and KV head, [block_tokens][head_dim]; a state holds per layer
 // [n_head_kv][tokens][head_dim]. Both copy runs of up to block_tokens entries.
+#include <algorithm>
 #include <cstring>
 
 #include "kvstash/error.h"
@@ -31,17 +32,17 @@ void for_each_block_run(const Sequence& seq, int64_t n, int block_tokens, Fn fn)
 
 }  // namespace
 
-State snapshot(const Engine& engine, const Sequence& seq, const std::string& fingerprint,
-               const float* last_logits) {
-  const ModelConfig& c = engine.model().config();
+State snapshot(const Model& model, const Sequence& seq, int64_t n_ctx, const float* last_logits) {
+  const ModelConfig& c = model.config();
   const KvPool& pool = seq.pool();
   State s;
-  s.model_fingerprint = fingerprint;
+  s.model_fingerprint = model.fingerprint();
   s.arch = state_arch(c);
+  s.n_ctx = std::max<int64_t>(n_ctx, seq.size());
   if (!same_shape(pool.shape(), s.arch))
-    throw Error("snapshot: the sequence's KV pool does not match the engine's model");
+    throw Error(ErrorKind::InvalidArgument, "snapshot: the sequence's KV pool does not match the model");
   if (seq.size() > 0 && !last_logits)
-    throw Error("snapshot: a non-empty sequence needs its last logits");
+    throw Error(ErrorKind::InvalidArgument, "snapshot: a non-empty sequence needs its last logits");
   s.tokens = seq.tokens();
   s.positions = seq.positions();
   if (seq.size() > 0) s.logits.assign(last_logits, last_logits + c.n_vocab);
@@ -62,31 +63,42 @@ State snapshot(const Engine& engine, const Sequence& seq, const std::string& fin
   return s;
 }
 
-void restore(Engine& engine, const State& state, const std::string& fingerprint, Sequence& seq) {
-  const ModelConfig& c = engine.model().config();
-  KvPool& pool = engine.kv_pool();
-  if (state.model_fingerprint != fingerprint)
-    throw Error("state was made by another model (fingerprint " + state.model_fingerprint +
-                ", this model " + fingerprint + ")");
+void restore(const State& state, const Model& model, int64_t n_ctx, Sequence& seq) {
+  const ModelConfig& c = model.config();
+  KvPool& pool = seq.pool();
+  if (state.model_fingerprint != model.fingerprint())
+    throw Error(ErrorKind::ModelMismatch, "state was made by another model (fingerprint " +
+                                              state.model_fingerprint.hex() + ", this model " +
+                                              model.fingerprint().hex() + ")");
   const StateArch want = state_arch(c);
   if (!(state.arch == want))
-    throw Error("state architecture (" + arch_text(state.arch) + ") differs from the model's (" +
-                arch_text(want) + ")");
-  check_state(state, "invalid state");
-  if (&seq.pool() != &pool) throw Error("restore: the sequence does not belong to this engine");
-  if (state.size() > engine.n_ctx())
-    throw Error("state of " + std::to_string(state.size()) + " tokens does not fit the context of " +
-                std::to_string(engine.n_ctx()) + " tokens");
+    throw Error(ErrorKind::ModelMismatch, "state architecture (" + arch_text(state.arch) +
+                                              ") differs from the model's (" + arch_text(want) + ")");
+  check_state(state, "invalid state", ErrorKind::InvalidArgument);
+  if (!same_shape(pool.shape(), want))
+    throw Error(ErrorKind::InvalidArgument, "restore: the sequence's KV pool does not match the model");
+  if (state.size() > n_ctx)
+    throw Error(ErrorKind::ResourceExhausted, "state of " + std::to_string(state.size()) +
+                                                  " tokens does not fit the context of " + std::to_string(n_ctx) +
+                                                  " tokens");
+  // Positions may run past the entry count (after eviction) but not past what the model was
+  // trained for or the context asked for: RoPE beyond both is not what the state's maker ran.
+  const int64_t max_position = std::max<int64_t>(n_ctx, c.n_ctx_train);
+  if (!state.positions.empty() && state.positions.back() >= max_position)
+    throw Error(ErrorKind::InvalidArgument, "state position " + std::to_string(state.positions.back()) +
+                                                " is beyond the context (" + std::to_string(max_position) +
+                                                " positions)");
   // Clearing seq frees the blocks only it holds; the state needs ceil(size / block_tokens).
   const int bt = pool.shape().block_tokens;
   int64_t freed = 0;
   for (int32_t b : seq.blocks()) freed += pool.refcount(b) == 1 ? 1 : 0;
   const int64_t need = (state.size() + bt - 1) / bt;
   if (need > pool.free_blocks() + freed)
-    throw Error("state of " + std::to_string(state.size()) + " tokens does not fit the free KV cache (" +
-                std::to_string((pool.free_blocks() + freed) * bt) + " tokens free)");
+    throw Error(ErrorKind::ResourceExhausted, "state of " + std::to_string(state.size()) +
+                                                  " tokens does not fit the free KV cache (" +
+                                                  std::to_string((pool.free_blocks() + freed) * bt) + " tokens free)");
 
-  // Validated: from here on nothing can fail but memory allocation.
+  // Validated: from here on nothing can fail.
   seq.clear();
   seq.append(state.tokens.data(), state.positions.data(), state.size());
   const size_t hd = size_t(c.head_dim), n = size_t(state.size());

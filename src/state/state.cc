@@ -50,20 +50,27 @@ void State::allocate_kv() {
 }
 
 uint16_t* State::mutable_k(int layer) {
-  if (!owned_) throw Error("state K/V storage is read-only (not allocated by allocate_kv)");
+  if (!owned_) throw Error(ErrorKind::Internal, "state K/V storage is read-only (not allocated by allocate_kv)");
   return const_cast<uint16_t*>(k_.at(size_t(layer)));
 }
 
 uint16_t* State::mutable_v(int layer) {
-  if (!owned_) throw Error("state K/V storage is read-only (not allocated by allocate_kv)");
+  if (!owned_) throw Error(ErrorKind::Internal, "state K/V storage is read-only (not allocated by allocate_kv)");
   return const_cast<uint16_t*>(v_.at(size_t(layer)));
 }
 
-void check_state(const State& s, const std::string& context) {
-  auto fail = [&](const std::string& what) { throw Error(context + ": " + what); };
+StateArch state_arch(const ModelConfig& c) {
+  return StateArch{c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_rot, c.n_vocab,
+                   c.rope_base, c.rope_linear_scale};
+}
+
+void check_state(const State& s, const std::string& context, ErrorKind kind) {
+  auto fail = [&](const std::string& what) { throw Error(kind, context + ": " + what); };
   const StateArch& a = s.arch;
+  constexpr int kMaxDim = 1 << 16, kMaxVocab = 1 << 24;
   if (a.n_layer <= 0 || a.n_head <= 0 || a.n_head_kv <= 0 || a.head_dim <= 0 || a.n_rot <= 0 ||
-      a.n_vocab <= 0 || a.n_rot > a.head_dim || a.n_head % a.n_head_kv != 0 ||
+      a.n_vocab <= 0 || a.n_layer > kMaxDim || a.n_head > kMaxDim || a.head_dim > kMaxDim ||
+      a.n_vocab > kMaxVocab || a.n_rot > a.head_dim || a.n_head % a.n_head_kv != 0 ||
       !(std::isfinite(a.rope_base) && a.rope_base > 0) ||
       !(std::isfinite(a.rope_linear_scale) && a.rope_linear_scale > 0))
     fail("invalid architecture parameters");
@@ -71,6 +78,8 @@ void check_state(const State& s, const std::string& context) {
   if (s.positions.size() != s.tokens.size())
     fail(std::to_string(s.tokens.size()) + " tokens but " + std::to_string(s.positions.size()) +
          " positions");
+  if (s.n_ctx < s.size() || s.n_ctx > KvPool::kMaxTokens)
+    fail("context of " + std::to_string(s.n_ctx) + " tokens for " + std::to_string(s.size()) + " entries");
   for (size_t i = 0; i < s.tokens.size(); ++i) {
     if (s.tokens[i] < 0 || s.tokens[i] >= a.n_vocab)
       fail("token id " + std::to_string(s.tokens[i]) + " at entry " + std::to_string(i) +
@@ -78,10 +87,16 @@ void check_state(const State& s, const std::string& context) {
     if (s.positions[i] < 0 || (i > 0 && s.positions[i] <= s.positions[i - 1]))
       fail("positions are not increasing at entry " + std::to_string(i));
   }
+  // Room to continue: the next position must exist (Sequence refuses positions past kMaxPosition).
+  if (!s.positions.empty() && s.positions.back() >= kMaxPosition - 1)
+    fail("position " + std::to_string(s.positions.back()) + " leaves no room to continue (limit " +
+         std::to_string(kMaxPosition) + ")");
   const size_t want_logits = s.tokens.empty() ? 0 : size_t(a.n_vocab);
   if (s.logits.size() != want_logits)
     fail("logits hold " + std::to_string(s.logits.size()) + " values, expected " +
          std::to_string(want_logits));
+  for (size_t i = 0; i < s.logits.size(); ++i)
+    if (!std::isfinite(s.logits[i])) fail("logit " + std::to_string(i) + " is not finite");
   if (!s.tokens.empty() && !s.has_kv()) fail("no K/V data");
 }
 

@@ -90,7 +90,7 @@ void dequant_q6_K(const BlockQ6_K* b, float* y, int64_t nb) {
 
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
   const DTypeInfo& info = dtype_info(t);
-  if (!info.supported) throw Error("cannot dequantize tensor type " + dtype_name(uint32_t(t)));
+  if (!info.supported) throw Error(ErrorKind::NotSupported, "cannot dequantize tensor type " + dtype_name(uint32_t(t)));
   (void)row_bytes(t, n);  // throws the standard message unless n is whole blocks
   const int64_t nb = n / info.block_size;
   switch (t) {
@@ -119,7 +119,7 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     case DType::Q6_K: dequant_q6_K(static_cast<const BlockQ6_K*>(src), dst, nb); return;
     default: break;
   }
-  throw Error("cannot dequantize tensor type " + dtype_name(uint32_t(t)));
+  throw Error(ErrorKind::NotSupported, "cannot dequantize tensor type " + dtype_name(uint32_t(t)));
 }
 
 }  // namespace kvstash

@@ -46,9 +46,9 @@ std::string dtype_name(uint32_t id) {
 
 size_t row_bytes(DType t, int64_t n) {
   const DTypeInfo& info = dtype_info(t);
-  if (info.type_size == 0) throw Error("unknown tensor type " + dtype_name(uint32_t(t)));
+  if (info.type_size == 0) throw Error(ErrorKind::NotSupported, "unknown tensor type " + dtype_name(uint32_t(t)));
   if (n < 0 || n % info.block_size != 0)
-    throw Error("row of " + std::to_string(n) + " elements is not a multiple of the " +
+    throw Error(ErrorKind::InvalidArgument, "row of " + std::to_string(n) + " elements is not a multiple of the " +
                 info.name + " block size " + std::to_string(info.block_size));
   return size_t(n / info.block_size) * size_t(info.type_size);
 }

@@ -27,11 +27,11 @@ std::vector<Record> load_fixture() {
   std::ifstream in(path, std::ios::binary);
   const std::vector<uint8_t> data{std::istreambuf_iterator<char>(in), {}};
   if (data.size() < 12 || std::memcmp(data.data(), "KVQREF01", 8) != 0)
-    throw Error(std::string("bad or missing fixture ") + path);
+    throw std::runtime_error(std::string("bad or missing fixture ") + path);
   size_t at = 8;
   auto u32 = [&] {
     uint32_t v;
-    if (at + 4 > data.size()) throw Error("truncated fixture");
+    if (at + 4 > data.size()) throw std::runtime_error("truncated fixture");
     std::memcpy(&v, data.data() + at, 4);
     at += 4;
     return v;
@@ -41,7 +41,7 @@ std::vector<Record> load_fixture() {
     r.kind = u32();
     r.type = DType(u32());
     const uint32_t n = u32(), m = u32();
-    if (at + m + 4 * size_t(n) > data.size()) throw Error("truncated fixture");
+    if (at + m + 4 * size_t(n) > data.size()) throw std::runtime_error("truncated fixture");
     r.bytes.assign(data.begin() + long(at), data.begin() + long(at + m));
     r.floats.resize(n);
     std::memcpy(r.floats.data(), data.data() + at + m, 4 * size_t(n));

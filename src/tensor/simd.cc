@@ -75,7 +75,7 @@ float vec_dot(DType weight, int64_t n, const void* w_row, const void* act) {
     case DType::Q6_K: return k.dot_q6_K(w_row, act, nb);
     default: break;
   }
-  throw Error("no dot product for weight type " + dtype_name(uint32_t(weight)));
+  throw Error(ErrorKind::NotSupported, "no dot product for weight type " + dtype_name(uint32_t(weight)));
 }
 
 void matmul_rows(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "kvstash/error.h"
+#include "util/quote.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/unicode.h"
@@ -18,15 +19,15 @@ class BpeTokenizer final : public VocabTokenizer {
   BpeTokenizer(const VocabData& v, const Defaults& d, std::unique_ptr<PreTokenizer> pre,
                bool ignore_merges)
       : VocabTokenizer(v, d), pre_(std::move(pre)), ignore_merges_(ignore_merges) {
-    if (v.merges.empty()) throw Error("missing tokenizer metadata: tokenizer.ggml.merges");
+    if (v.merges.empty()) throw Error(ErrorKind::NotFound, "missing tokenizer metadata: tokenizer.ggml.merges");
     ranks_.reserve(v.merges.size());
     for (size_t i = 0; i < v.merges.size(); ++i) {
       const std::string& m = v.merges[i];
       const size_t space = m.find(' ', 1);
       if (space == std::string::npos || find(std::string_view(m).substr(0, space)) < 0 ||
           find(std::string_view(m).substr(space + 1)) < 0) {
-        throw Error("tokenizer.ggml.merges[" + std::to_string(i) + "] '" + m +
-                    "' does not name two tokens of the vocabulary");
+        throw Error(ErrorKind::Corruption, "tokenizer.ggml.merges[" + std::to_string(i) + "] " + quote(m) +
+                    " does not name two tokens of the vocabulary");
       }
       ranks_.emplace(m, static_cast<int32_t>(i));  // the first of duplicate merges wins
     }
@@ -144,7 +145,7 @@ class BpeTokenizer final : public VocabTokenizer {
 std::unique_ptr<Tokenizer> make_bpe_tokenizer(const VocabData& vocab) {
   bool ignore_merges = false, add_bos = false;
   auto pre = PreTokenizer::for_name(vocab.pre, &ignore_merges, &add_bos);
-  if (!pre) throw Error("unsupported pre-tokenizer '" + vocab.pre + "' (tokenizer.ggml.pre)");
+  if (!pre) throw Error(ErrorKind::NotSupported, "unsupported pre-tokenizer " + quote(vocab.pre) + " (tokenizer.ggml.pre)");
   VocabTokenizer::Defaults defaults;
   defaults.add_bos = add_bos;
   defaults.bos = 11;  // llama.cpp's defaults for BPE vocabularies without the keys

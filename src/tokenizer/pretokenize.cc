@@ -82,7 +82,7 @@ PreTokenizer::PreTokenizer(const std::vector<std::string>& patterns) {
     if (!re->code) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(err, msg, sizeof msg);
-      throw Error("pre-tokenizer regex does not compile at offset " + std::to_string(err_off) +
+      throw Error(ErrorKind::Internal, "pre-tokenizer regex does not compile at offset " + std::to_string(err_off) +
                   ": " + reinterpret_cast<const char*>(msg));
     }
     pcre2_jit_compile(re->code, PCRE2_JIT_COMPLETE);  // optional speed-up; falls back silently

@@ -103,7 +103,7 @@ class SpmTokenizer final : public VocabTokenizer {
     const char raw = static_cast<char>(byte);
     if (const Token id = find(std::string_view(&raw, 1)); id >= 0) return id;
     if (unk() >= 0) return unk();
-    throw Error("tokenizer has no token for byte " + std::string(hex) + " and no unknown token");
+    throw Error(ErrorKind::InvalidArgument, "tokenizer has no token for byte " + std::string(hex) + " and no unknown token");
   }
 
   std::string normal_token_bytes(const std::string& text) const override {

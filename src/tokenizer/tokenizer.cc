@@ -4,6 +4,7 @@
 
 #include "kvstash/error.h"
 #include "kvstash/gguf.h"
+#include "util/quote.h"
 #include "tokenizer/tokenizer_impl.h"
 #include "tokenizer/unicode.h"
 
@@ -42,14 +43,14 @@ namespace tok {
 
 VocabTokenizer::VocabTokenizer(const VocabData& v, const Defaults& defaults) {
   const size_t n = v.tokens.size();
-  if (n == 0) throw Error("tokenizer.ggml.tokens is empty");
-  if (n > static_cast<size_t>(INT32_MAX)) throw Error("tokenizer.ggml.tokens is too long");
+  if (n == 0) throw Error(ErrorKind::Corruption, "tokenizer.ggml.tokens is empty");
+  if (n > static_cast<size_t>(INT32_MAX)) throw Error(ErrorKind::Corruption, "tokenizer.ggml.tokens is too long");
   if (!v.scores.empty() && v.scores.size() != n) {
-    throw Error("tokenizer.ggml.scores has " + std::to_string(v.scores.size()) +
+    throw Error(ErrorKind::Corruption, "tokenizer.ggml.scores has " + std::to_string(v.scores.size()) +
                 " entries but there are " + std::to_string(n) + " tokens");
   }
   if (!v.token_types.empty() && v.token_types.size() != n) {
-    throw Error("tokenizer.ggml.token_type has " + std::to_string(v.token_types.size()) +
+    throw Error(ErrorKind::Corruption, "tokenizer.ggml.token_type has " + std::to_string(v.token_types.size()) +
                 " entries but there are " + std::to_string(n) + " tokens");
   }
   texts_ = v.tokens;
@@ -60,7 +61,7 @@ VocabTokenizer::VocabTokenizer(const VocabData& v, const Defaults& defaults) {
     if (texts_[i].empty()) texts_[i] = "[EMPTY_" + std::to_string(i) + "]";  // as llama.cpp
     const auto [it, fresh] = ids_.emplace(texts_[i], static_cast<Token>(i));
     if (!fresh) {
-      throw Error("duplicate token '" + texts_[i] + "' in tokenizer.ggml.tokens (ids " +
+      throw Error(ErrorKind::Corruption, "duplicate token " + quote(texts_[i]) + " in tokenizer.ggml.tokens (ids " +
                   std::to_string(it->second) + " and " + std::to_string(i) + ")");
     }
     attrs_[i] = v.token_types.empty() ? kNormal : attr_of_type(v.token_types[i]);
@@ -70,7 +71,7 @@ VocabTokenizer::VocabTokenizer(const VocabData& v, const Defaults& defaults) {
   const auto pick = [&](const std::optional<int64_t>& given, Token def, const char* key) {
     if (given) {
       if (*given < 0 || *given >= static_cast<int64_t>(n)) {
-        throw Error(id_key(key) + " = " + std::to_string(*given) +
+        throw Error(ErrorKind::Corruption, id_key(key) + " = " + std::to_string(*given) +
                     " is out of range (vocabulary of " + std::to_string(n) + " tokens)");
       }
       return static_cast<Token>(*given);
@@ -85,10 +86,10 @@ VocabTokenizer::VocabTokenizer(const VocabData& v, const Defaults& defaults) {
   add_bos_ = v.add_bos.value_or(defaults.add_bos);
   add_eos_ = v.add_eos.value_or(false);
   if (add_bos_ && bos_ < 0) {
-    throw Error("tokenizer.ggml.add_bos_token is true, but tokenizer.ggml.bos_token_id is not set");
+    throw Error(ErrorKind::Corruption, "tokenizer.ggml.add_bos_token is true, but tokenizer.ggml.bos_token_id is not set");
   }
   if (add_eos_ && eos_ < 0) {
-    throw Error("tokenizer.ggml.add_eos_token is true, but tokenizer.ggml.eos_token_id is not set");
+    throw Error(ErrorKind::Corruption, "tokenizer.ggml.add_eos_token is true, but tokenizer.ggml.eos_token_id is not set");
   }
 
   // End of generation, found by text as llama.cpp does; such tokens become control tokens.
@@ -117,7 +118,7 @@ Token VocabTokenizer::find(std::string_view text) const {
 
 void VocabTokenizer::check_id(Token t) const {
   if (t < 0 || t >= n_vocab()) {
-    throw Error("token id " + std::to_string(t) + " is out of range (vocabulary of " +
+    throw Error(ErrorKind::InvalidArgument, "token id " + std::to_string(t) + " is out of range (vocabulary of " +
                 std::to_string(n_vocab()) + " tokens)");
   }
 }
@@ -208,7 +209,7 @@ std::string TextStream::flush() { return tok::take_valid_utf8(pending_, true); }
 VocabData read_vocab(const GgufFile& file) {
   const auto need = [&](const char* key) -> const GgufValue& {
     const GgufValue* v = file.find(key);
-    if (!v) throw Error(std::string("missing tokenizer metadata: ") + key);
+    if (!v) throw Error(ErrorKind::NotFound, std::string("missing tokenizer metadata: ") + key);
     return *v;
   };
   const auto opt_id = [&](const char* key) -> std::optional<int64_t> {
@@ -247,11 +248,17 @@ VocabData read_vocab(const GgufFile& file) {
 std::unique_ptr<Tokenizer> make_tokenizer(const VocabData& vocab) {
   if (vocab.model == "gpt2") return tok::make_bpe_tokenizer(vocab);
   if (vocab.model == "llama") return tok::make_spm_tokenizer(vocab);
-  throw Error("unsupported tokenizer model '" + vocab.model + "'");
+  throw Error(ErrorKind::NotSupported, "unsupported tokenizer model " + quote(vocab.model));
 }
 
 std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& file) {
-  return make_tokenizer(read_vocab(file));
+  try {
+    return make_tokenizer(read_vocab(file));
+  } catch (const Error& e) {  // name the file, once
+    const std::string what = e.what();
+    if (what.rfind(file.path() + ": ", 0) == 0) throw;
+    throw Error(e.kind(), file.path() + ": " + what);
+  }
 }
 
 }  // namespace kvstash

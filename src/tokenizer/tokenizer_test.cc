@@ -27,10 +27,12 @@ std::string from_hex(const std::string& hex) {
   return out;
 }
 
+ErrorKind last_kind = ErrorKind::Internal;
 std::string thrown_message(const std::function<void()>& f) {
   try {
     f();
   } catch (const Error& e) {
+    last_kind = e.kind();
     return e.what();
   }
   return "(no error)";
@@ -51,7 +53,7 @@ const Reference& reference() {
     r->model = GgufFile::open(KVSTASH_DEFAULT_MODEL);
     r->vocab = read_vocab(*r->model);
     std::ifstream in(KVSTASH_SOURCE_DIR "/tests/fixtures/tokenizer_reference.json");
-    if (!in) throw Error("cannot read tests/fixtures/tokenizer_reference.json");
+    if (!in) throw std::runtime_error("cannot read tests/fixtures/tokenizer_reference.json");
     r->fixture = json::parse(in);
     for (const auto& [name, t] : r->fixture["texts"].items()) {
       r->texts[name] = t.is_string() ? t.get<std::string>() : from_hex(t["hex"]);
@@ -378,13 +380,15 @@ class GgufBuilder {
 TEST(TokenizerErrors, MissingTokensIsRejected) {
   auto file = GgufBuilder().str("general.architecture", "llama").parse();
   EXPECT_EQ(thrown_message([&] { Tokenizer::from_gguf(*file); }),
-            "missing tokenizer metadata: tokenizer.ggml.tokens");
+            "test.gguf: missing tokenizer metadata: tokenizer.ggml.tokens");
+  EXPECT_EQ(last_kind, ErrorKind::NotFound);
 }
 
 TEST(TokenizerErrors, UnknownModelIsRejected) {
   auto file = GgufBuilder().str("tokenizer.ggml.model", "xyz").strs("tokenizer.ggml.tokens", {"a"}).parse();
   EXPECT_EQ(thrown_message([&] { Tokenizer::from_gguf(*file); }),
-            "unsupported tokenizer model 'xyz'");
+            "test.gguf: unsupported tokenizer model 'xyz'");
+  EXPECT_EQ(last_kind, ErrorKind::NotSupported);
 }
 
 TEST(TokenizerErrors, UnknownPreTokenizerIsRejected) {
@@ -395,13 +399,15 @@ TEST(TokenizerErrors, UnknownPreTokenizerIsRejected) {
                   .strs("tokenizer.ggml.merges", {"a b"})
                   .parse();
   EXPECT_EQ(thrown_message([&] { Tokenizer::from_gguf(*file); }),
-            "unsupported pre-tokenizer 'xyz' (tokenizer.ggml.pre)");
+            "test.gguf: unsupported pre-tokenizer 'xyz' (tokenizer.ggml.pre)");
+  EXPECT_EQ(last_kind, ErrorKind::NotSupported);
 }
 
 TEST(TokenizerErrors, MissingMergesIsRejected) {
   auto file = GgufBuilder().str("tokenizer.ggml.model", "gpt2").strs("tokenizer.ggml.tokens", {"a"}).parse();
   EXPECT_EQ(thrown_message([&] { Tokenizer::from_gguf(*file); }),
-            "missing tokenizer metadata: tokenizer.ggml.merges");
+            "test.gguf: missing tokenizer metadata: tokenizer.ggml.merges");
+  EXPECT_EQ(last_kind, ErrorKind::NotFound);
 }
 
 TEST(TokenizerErrors, MergeNamingUnknownTokenIsRejected) {
@@ -412,6 +418,7 @@ TEST(TokenizerErrors, MergeNamingUnknownTokenIsRejected) {
   v.merges.back() = "abc";
   EXPECT_EQ(thrown_message([&] { make_tokenizer(v); }),
             "tokenizer.ggml.merges[4] 'abc' does not name two tokens of the vocabulary");
+  EXPECT_EQ(last_kind, ErrorKind::Corruption);
 }
 
 TEST(TokenizerErrors, TokenTypeLengthMismatchIsRejected) {
@@ -423,6 +430,7 @@ TEST(TokenizerErrors, TokenTypeLengthMismatchIsRejected) {
   v.scores.push_back(0);
   EXPECT_EQ(thrown_message([&] { make_tokenizer(v); }),
             "tokenizer.ggml.scores has 18 entries but there are 17 tokens");
+  EXPECT_EQ(last_kind, ErrorKind::Corruption);
 }
 
 TEST(TokenizerErrors, BosOutOfRangeIsRejected) {
@@ -434,6 +442,14 @@ TEST(TokenizerErrors, BosOutOfRangeIsRejected) {
   v.add_bos = true;
   EXPECT_EQ(thrown_message([&] { make_tokenizer(v); }),
             "tokenizer.ggml.add_bos_token is true, but tokenizer.ggml.bos_token_id is not set");
+  EXPECT_EQ(last_kind, ErrorKind::Corruption);
+}
+
+TEST(TokenizerErrors, NamesFromTheFileStayOnOneLine) {
+  VocabData v = tiny_bpe();
+  v.model = std::string("evil\nmodel\0x", 12);
+  EXPECT_EQ(thrown_message([&] { make_tokenizer(v); }), "unsupported tokenizer model 'evil\\x0amodel\\x00x'");
+  EXPECT_EQ(last_kind, ErrorKind::NotSupported);
 }
 
 TEST(TokenizerErrors, DuplicateTokenIsRejected) {
@@ -441,6 +457,7 @@ TEST(TokenizerErrors, DuplicateTokenIsRejected) {
   v.tokens[2] = "a";
   EXPECT_EQ(thrown_message([&] { make_tokenizer(v); }),
             "duplicate token 'a' in tokenizer.ggml.tokens (ids 0 and 2)");
+  EXPECT_EQ(last_kind, ErrorKind::Corruption);
 }
 
 }  // namespace

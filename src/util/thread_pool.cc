@@ -1,7 +1,10 @@
 #include "kvstash/thread_pool.h"
 
+#include "kvstash/error.h"
+
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -19,6 +22,9 @@ constexpr auto kSpinTime = std::chrono::microseconds(50);
 
 ThreadPool::ThreadPool(int n_threads) {
   if (n_threads <= 0) n_threads = std::max(1u, std::thread::hardware_concurrency());
+  if (n_threads > kMaxThreads)
+    throw Error(ErrorKind::InvalidArgument, std::to_string(n_threads) + " threads: at most " +
+                                                std::to_string(kMaxThreads) + " are supported");
   n_threads_ = n_threads;
   for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
 }
@@ -50,7 +56,15 @@ void ThreadPool::run_chunks(uint64_t gen, int index) {
     if (!next_chunk_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) continue;
     const int64_t n = job_n_;
     const int64_t begin = n * c / count, end = n * (c + 1) / count;
-    if (begin < end) job_call_(job_fn_, begin, end, index);
+    // An exception must not leave a worker (std::terminate) nor unwind the caller while other
+    // threads still run the job: keep the first, skip the remaining chunks, rethrow at the end.
+    if (begin < end && !failed_.load(std::memory_order_relaxed)) {
+      try {
+        job_call_(job_fn_, begin, end, index);
+      } catch (...) {
+        if (!failed_.exchange(true, std::memory_order_acq_rel)) error_ = std::current_exception();
+      }
+    }
     done_chunks_.fetch_add(1, std::memory_order_acq_rel);
     v = next_chunk_.load(std::memory_order_acquire);
   }
@@ -80,6 +94,8 @@ void ThreadPool::run(int64_t n, Trampoline call, void* fn) {
   job_n_ = n;
   job_chunks_ = std::min<int64_t>(n, int64_t(n_threads_) * 8);
   done_chunks_.store(0, std::memory_order_relaxed);
+  failed_.store(false, std::memory_order_relaxed);
+  error_ = nullptr;
   next_chunk_.store(((gen & 0xFFFFFF) << kGenShift) | (uint64_t(job_chunks_) << kCountShift),
                     std::memory_order_release);
   publish();
@@ -89,6 +105,7 @@ void ThreadPool::run(int64_t n, Trampoline call, void* fn) {
     else std::this_thread::yield();
   }
   job_fn_ = nullptr;
+  if (failed_.load(std::memory_order_acquire)) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
 void ThreadPool::worker(int index) {

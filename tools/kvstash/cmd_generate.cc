@@ -35,7 +35,7 @@ Command add_generate(CLI::App& app) {
     const auto t0 = std::chrono::steady_clock::now();
     Loaded l = load(a->model);
     const State state = load_state(a->state);
-    LoadedPrefix prefix(*l.engine, state, model_fingerprint(*l.model));
+    LoadedPrefix prefix(*l.engine, state);
     const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     for (const std::string& p : a->prompts) {
       std::function<void(const std::string&)> print;

@@ -28,7 +28,7 @@ Command add_inspect(CLI::App& app) {
                         {"tokens", s.size()},
                         {"bytes", bytes},
                         {"bytes_per_token", s.size() ? double(bytes) / double(s.size()) : 0.0},
-                        {"model_fingerprint", s.model_fingerprint},
+                        {"model_fingerprint", s.model_fingerprint.hex()},
                         {"cache_dtype", dtype_info(s.cache_type).name},
                         {"n_layer", ar.n_layer}, {"n_head", ar.n_head}, {"n_head_kv", ar.n_head_kv},
                         {"head_dim", ar.head_dim}, {"n_vocab", ar.n_vocab},
@@ -42,7 +42,7 @@ Command add_inspect(CLI::App& app) {
                 "  model fingerprint %s\n  cache dtype       %s\n  layers %d, heads %d, KV heads %d, head dim %d\n"
                 "  checksums         ok\n  token ids        ",
                 a->path.c_str(), (long long)s.size(), (long long)bytes, j["bytes_per_token"].get<double>(),
-                s.model_fingerprint.c_str(), dtype_info(s.cache_type).name, ar.n_layer, ar.n_head, ar.n_head_kv,
+                s.model_fingerprint.hex().c_str(), dtype_info(s.cache_type).name, ar.n_layer, ar.n_head, ar.n_head_kv,
                 ar.head_dim);
     for (size_t i = 0; i < s.tokens.size() && i < 32; ++i) std::printf(" %d", s.tokens[i]);
     std::printf(s.tokens.size() > 32 ? " ...\n" : "\n");

@@ -29,13 +29,12 @@ Command add_prefill(CLI::App& app) {
   sub->add_flag("--json", a->json, "print prompt_tokens, bytes, seconds, tokens_per_s as JSON");
   add_model_options(*sub, a->model);
   return [a, file, prompt]() {
-    if (file->count() == 0 && prompt->count() == 0) throw Error("prefill needs --file or --prompt");
+    if (file->count() == 0 && prompt->count() == 0) throw Error(ErrorKind::InvalidArgument, "prefill needs --file or --prompt");
     const std::string text = file->count() ? read_text_file(a->file) : a->prompt;
     Loaded l = load(a->model);
-    const std::string fingerprint = model_fingerprint(*l.model);
     Progress bar;
     const auto t0 = std::chrono::steady_clock::now();
-    const State state = process_prefix(*l.engine, fingerprint, text,
+    const State state = process_prefix(*l.engine, text,
                                        [&](int64_t done, int64_t total) { bar.update(done, total); });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     save_state(state, a->out);

@@ -33,9 +33,9 @@ Loaded load(const ModelOptions& o) {
   Loaded l;
   l.model = Model::load(o.model.empty() ? default_model_path() : o.model);
   EngineOptions eo;
-  eo.n_threads = o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   eo.n_ctx = o.ctx_size;
-  l.engine = std::make_unique<Engine>(*l.model, eo);
+  l.threads = std::make_unique<ThreadPool>(o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency())));
+  l.engine = std::make_unique<Engine>(*l.model, *l.threads, eo);
   return l;
 }
 
@@ -51,10 +51,10 @@ void print_now(const std::string& text) {
 
 std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("cannot open text file '" + path + "'");
+  if (!in) throw Error(ErrorKind::NotFound, "cannot open text file '" + path + "'");
   std::ostringstream ss;
   ss << in.rdbuf();
-  if (in.bad()) throw Error("cannot read text file '" + path + "'");
+  if (in.bad()) throw Error(ErrorKind::IOError, "cannot read text file '" + path + "'");
   return ss.str();
 }
 

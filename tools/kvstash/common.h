@@ -22,6 +22,7 @@ void add_sampling_options(CLI::App& app, SamplingParams& p, bool& seed_given);
 // A loaded model with an engine over it.
 struct Loaded {
   std::unique_ptr<Model> model;
+  std::unique_ptr<ThreadPool> threads;
   std::unique_ptr<Engine> engine;
 };
 Loaded load(const ModelOptions& o);

@@ -10,13 +10,13 @@ std::vector<Token> prompt_tokens(const Tokenizer& tok, const std::string& text) 
   return tok.encode(text, true, true);
 }
 
-State process_prefix(Engine& engine, const std::string& fingerprint, const std::string& text,
+State process_prefix(Engine& engine, const std::vector<Token>& tokens,
                      const std::function<void(int64_t, int64_t)>& progress) {
-  const std::vector<Token> tokens = prompt_tokens(engine.model().tokenizer(), text);
-  if (tokens.empty()) throw Error("prefix is empty");
+  if (tokens.empty()) throw Error(ErrorKind::InvalidArgument, "prefix is empty");
   if (int64_t(tokens.size()) > engine.n_ctx())
-    throw Error("prefix of " + std::to_string(tokens.size()) + " tokens does not fit the context of " +
-                std::to_string(engine.n_ctx()) + " tokens");
+    throw Error(ErrorKind::ResourceExhausted, "prefix of " + std::to_string(tokens.size()) +
+                                                  " tokens does not fit the context of " +
+                                                  std::to_string(engine.n_ctx()) + " tokens");
   Sequence seq = engine.new_sequence();
   const float* logits = nullptr;
   constexpr size_t kChunk = 512;
@@ -25,12 +25,17 @@ State process_prefix(Engine& engine, const std::string& fingerprint, const std::
     logits = engine.forward(seq, &tokens[at], n);
     if (progress) progress(int64_t(at) + n, int64_t(tokens.size()));
   }
-  return snapshot(engine, seq, fingerprint, logits);
+  return snapshot(engine.model(), seq, engine.n_ctx(), logits);
 }
 
-LoadedPrefix::LoadedPrefix(Engine& engine, const State& state, const std::string& fingerprint)
+State process_prefix(Engine& engine, const std::string& text,
+                     const std::function<void(int64_t, int64_t)>& progress) {
+  return process_prefix(engine, prompt_tokens(engine.model().tokenizer(), text), progress);
+}
+
+LoadedPrefix::LoadedPrefix(Engine& engine, const State& state)
     : engine_(engine), base_(engine.new_sequence()) {
-  restore(engine, state, fingerprint, base_);
+  restore(state, engine.model(), engine.n_ctx(), base_);
   logits_ = state.logits;
   const Tokenizer& tok = engine.model().tokenizer();
   std::vector<Token> body = state.tokens;
@@ -45,7 +50,7 @@ Continuation LoadedPrefix::generate(const std::string& text, const GenerateOptio
 
 Continuation LoadedPrefix::generate_tokens(const std::vector<Token>& tokens, const GenerateOptions& options,
                                            const std::function<void(const std::string&)>& on_text) {
-  if (tokens.empty()) throw Error("prompt is empty");
+  if (tokens.empty()) throw Error(ErrorKind::InvalidArgument, "prompt is empty");
   const std::vector<Token>& cached = base_.tokens();
   const size_t limit = std::min(cached.size(), tokens.size());
   size_t common = size_t(std::mismatch(cached.begin(), cached.begin() + long(limit), tokens.begin()).first -

@@ -17,10 +17,10 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>& prompt,
                         const GenerateOptions& o, const std::function<void(const std::string&)>& on_text,
                         const float* last_logits) {
-  if (prompt.empty() && !last_logits) throw Error("prompt is empty");
-  if (o.n_predict < 0) throw Error("-n must be >= 0");
+  if (prompt.empty() && !last_logits) throw Error(ErrorKind::InvalidArgument, "prompt is empty");
+  if (o.n_predict < 0) throw Error(ErrorKind::InvalidArgument, "-n must be >= 0");
   if (seq.size() + int64_t(prompt.size()) > engine.n_ctx())
-    throw Error("prompt of " + std::to_string(seq.size() + int64_t(prompt.size())) +
+    throw Error(ErrorKind::ResourceExhausted, "prompt of " + std::to_string(seq.size() + int64_t(prompt.size())) +
                 " tokens does not fit the context of " + std::to_string(engine.n_ctx()) + " tokens");
   const Tokenizer& tok = engine.model().tokenizer();
   const int n_vocab = engine.model().config().n_vocab;
@@ -78,10 +78,10 @@ double log_prob(const float* logits, int n_vocab, Token target) {
 }
 
 PerplexityResult perplexity(Engine& engine, const std::vector<Token>& tokens, int64_t ctx) {
-  if (ctx < 2) throw Error("--ctx must be at least 2");
+  if (ctx < 2) throw Error(ErrorKind::InvalidArgument, "--ctx must be at least 2");
   if (ctx > engine.n_ctx())
-    throw Error("--ctx " + std::to_string(ctx) + " exceeds the context of " + std::to_string(engine.n_ctx()));
-  if (tokens.size() < 2) throw Error("text has fewer than 2 tokens");
+    throw Error(ErrorKind::InvalidArgument, "--ctx " + std::to_string(ctx) + " exceeds the context of " + std::to_string(engine.n_ctx()));
+  if (tokens.size() < 2) throw Error(ErrorKind::InvalidArgument, "text has fewer than 2 tokens");
   const int n_vocab = engine.model().config().n_vocab;
   PerplexityResult r;
   r.tokens = int64_t(tokens.size());
