@@ -56,8 +56,8 @@ def main():
         meta = f.metadata()
         if meta.get("format") != "kvstash.state":
             fail("not a .kvs file")
-        if meta.get("format_version") != "1":
-            fail(f"unsupported .kvs format version {meta.get('format_version')} (this script reads 1)")
+        if meta.get("format_version") != "2":
+            fail(f"unsupported .kvs format version {meta.get('format_version')} (this script reads 2)")
         n_layer, kvh, hd = int(meta["n_layer"]), int(meta["n_head_kv"]), int(meta["head_dim"])
         t, n_vocab = int(meta["n_tokens"]), int(meta["n_vocab"])
         want = {f"{kv}.{l}": ("F16", [kvh, t, hd]) for l in range(n_layer) for kv in "kv"}

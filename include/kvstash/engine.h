@@ -7,8 +7,10 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "kvstash/kernels.h"
 #include "kvstash/kv_cache.h"
 #include "kvstash/model.h"
 #include "kvstash/thread_pool.h"
@@ -21,6 +23,7 @@ struct EngineOptions {
   // Entries the KV pool holds, all sequences together; 0: n_ctx plus two blocks, room for one
   // full-context sequence and a fork of it (the fork's copy-on-write blocks).
   int64_t kv_tokens = 0;
+  std::optional<SimdLevel> simd = std::nullopt;  // kernels of this level (NotSupported if the CPU lacks it); default: Kernels::active()
 };
 
 struct ForwardOptions {
@@ -41,6 +44,7 @@ class Engine {
   const Model& model() const { return model_; }
   int64_t n_ctx() const { return n_ctx_; }
   int n_threads() const { return pool_.size(); }
+  const Kernels& kernels() const { return k_; }
   KvPool& kv_pool() { return kv_; }
   Sequence new_sequence() { return Sequence(kv_); }
 
@@ -60,6 +64,7 @@ class Engine {
 
   const Model& model_;
   ThreadPool& pool_;
+  const Kernels& k_;
   int64_t n_ctx_;
   KvPool kv_;
   std::unique_ptr<Scratch> s_;

@@ -36,6 +36,7 @@ const EngineOptions& checked(const EngineOptions& o) {
 Engine::Engine(const Model& model, ThreadPool& threads, const EngineOptions& options)
     : model_(model),
       pool_(threads),
+      k_(options.simd ? Kernels::at(*options.simd) : Kernels::active()),
       n_ctx_(checked(options).n_ctx > 0 ? options.n_ctx : std::min<int64_t>(model.config().n_ctx_train, 4096)),
       kv_(KvShape{model.config().n_layer, model.config().n_head_kv, model.config().head_dim,
                   options.block_tokens},
@@ -68,7 +69,7 @@ void Engine::matmul(const Weight* const* ws, float* const* outs, int count, cons
   uint8_t* act = s_->act.data();
   pool_.parallel_for(n, [&](int64_t b, int64_t e, int) {
     for (int64_t t = b; t < e; ++t)
-      quantize_activations(w0.type, x + t * w0.cols, act + size_t(t) * stride, w0.cols);
+      k_.quantize_activations(w0.type, x + t * w0.cols, act + size_t(t) * stride, w0.cols);
   });
   // Split across groups of 4 output rows (the kernel's row tile), never across the reduction.
   constexpr int64_t kRowGroup = 4;
@@ -79,7 +80,7 @@ void Engine::matmul(const Weight* const* ws, float* const* outs, int count, cons
       const int64_t gb = std::max(b, groups[i]) - groups[i], ge = std::min(e, groups[i + 1]) - groups[i];
       if (gb >= ge) continue;
       const Weight& w = *ws[i];
-      matmul_rows(w.type, w.cols, w.data, w.row_stride, gb * kRowGroup, std::min(w.rows, ge * kRowGroup),
+      k_.matmul_rows(w.type, w.cols, w.data, w.row_stride, gb * kRowGroup, std::min(w.rows, ge * kRowGroup),
                   act, stride, n, outs[i], w.rows);
     }
   });
@@ -148,7 +149,7 @@ void Engine::layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<
     const int32_t pos = seq.positions()[size_t(first + t)];
     rope(&s.q[size_t(t * q_dim)], c.n_head, c.head_dim, c.n_rot, pos, model_.rope_inv_freq());
     rope(&s.k[size_t(t * kv_dim)], c.n_head_kv, c.head_dim, c.n_rot, pos, model_.rope_inv_freq());
-    store_kv(seq.pool(), seq.block_of(first + t), seq.slot_of(first + t), il, c.n_head_kv, c.head_dim,
+    store_kv(k_, seq.pool(), seq.block_of(first + t), seq.slot_of(first + t), il, c.n_head_kv, c.head_dim,
              &s.k[size_t(t * kv_dim)], &s.v[size_t(t * kv_dim)]);
   }
   this->attention(il, seq, first, n, attention);
@@ -186,12 +187,12 @@ void Engine::attention(int il, const Sequence& seq, int64_t first, int64_t n,
     const int kvh = h / group;
     // Keys and values of a cache block are contiguous rows: one kernel call per block.
     for (int64_t j = 0; j < n_see; j += bt)
-      attention_scores_f16(q, kv.k(seq.block_of(j), il, kvh), std::min<int64_t>(bt, n_see - j),
+      k_.attention_scores_f16(q, kv.k(seq.block_of(j), il, kvh), std::min<int64_t>(bt, n_see - j),
                            c.head_dim, scale, scores + j);
     softmax(scores, n_see);
     std::fill(out, out + c.head_dim, 0.0f);
     for (int64_t j = 0; j < n_see; j += bt)
-      attention_values_f16(scores + j, kv.v(seq.block_of(j), il, kvh), std::min<int64_t>(bt, n_see - j),
+      k_.attention_values_f16(scores + j, kv.v(seq.block_of(j), il, kvh), std::min<int64_t>(bt, n_see - j),
                            c.head_dim, out);
   };
 

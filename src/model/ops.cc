@@ -42,12 +42,12 @@ void swiglu(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void store_kv(KvPool& pool, int32_t block, int slot, int layer, int n_head_kv, int head_dim,
-              const float* k, const float* v) {
+void store_kv(const Kernels& kernels, KvPool& pool, int32_t block, int slot, int layer, int n_head_kv,
+              int head_dim, const float* key, const float* v) {
   for (int h = 0; h < n_head_kv; ++h) {
     const size_t at = size_t(slot) * size_t(head_dim);
-    f32_to_f16_row(k + size_t(h) * size_t(head_dim), pool.k(block, layer, h) + at, head_dim);
-    f32_to_f16_row(v + size_t(h) * size_t(head_dim), pool.v(block, layer, h) + at, head_dim);
+    kernels.f32_to_f16_row(key + size_t(h) * size_t(head_dim), pool.k(block, layer, h) + at, head_dim);
+    kernels.f32_to_f16_row(v + size_t(h) * size_t(head_dim), pool.v(block, layer, h) + at, head_dim);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kvstash/kernels.h"
 #include "kvstash/kv_cache.h"
 
 namespace kvstash {
@@ -14,7 +15,7 @@ void rope(float* x, int n_heads, int head_dim, int n_rot, int32_t pos, const std
 void softmax(float* x, int64_t n);
 void swiglu(float* gate, const float* up, int64_t n);  // gate = silu(gate) * up
 // Writes one token's K and V (all KV heads) into its cache slot as f16.
-void store_kv(KvPool& pool, int32_t block, int slot, int layer, int n_head_kv, int head_dim,
+void store_kv(const Kernels& kernels, KvPool& pool, int32_t block, int slot, int layer, int n_head_kv, int head_dim,
               const float* k, const float* v);
 
 }  // namespace kvstash

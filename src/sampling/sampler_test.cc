@@ -117,11 +117,40 @@ TEST(Sampler, OutOfRangeParametersAreRejected) {
     Sampler s(p);
     FAIL();
   } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
     EXPECT_STREQ(e.what(), "--top-p must be in (0, 1], got 1.5");
   }
   SamplingParams q;
   q.temperature = -1;
   EXPECT_THROW(Sampler{q}, Error);
+  q.temperature = 1;
+  q.min_p = std::nanf("");
+  EXPECT_THROW(Sampler{q}, Error);
+}
+
+// NaN logits (a crafted state, a broken model) would make the candidate sort undefined.
+TEST(Sampler, NonFiniteLogitsAreAnErrorNotUndefinedBehaviour) {
+  for (float temperature : {0.0f, 0.8f}) {
+    SamplingParams p;
+    p.temperature = temperature;
+    Sampler s(p);
+    std::vector<float> logits(100, 1.0f);
+    logits[37] = std::nanf("");
+    try {
+      s.sample(logits.data(), 100, {});
+      ADD_FAILURE() << "sampled from NaN logits";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+    }
+    logits[37] = INFINITY;
+    EXPECT_THROW(s.sample(logits.data(), 100, {}), Error);
+    logits[37] = -INFINITY;  // masks token 37
+    EXPECT_NE(s.sample(logits.data(), 100, {}), 37);
+    std::fill(logits.begin(), logits.end(), -INFINITY);
+    if (temperature > 0) {
+      EXPECT_THROW(s.sample(logits.data(), 100, {}), Error);
+    }
+  }
 }
 
 }  // namespace

@@ -13,14 +13,12 @@ namespace kvstash {
 namespace {
 
 using testing::bits;
-using testing::LevelGuard;
+using testing::every_level;
 
 TEST(AttentionKernels, RowByRowBitsAtEveryLevel) {
-  LevelGuard guard;
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (SimdLevel level : {SimdLevel::Scalar, SimdLevel::AVX2}) {
-    set_simd_level(level);
+  for (const Kernels* k : every_level()) {
     for (int64_t dim : {8, 12, 64, 128})
       for (int64_t n : {0, 1, 7, 8, 9, 31, 32, 45}) {
         std::vector<float> q(static_cast<size_t>(dim)), p(static_cast<size_t>(n)), out(static_cast<size_t>(dim)), ref(static_cast<size_t>(dim));
@@ -30,14 +28,14 @@ TEST(AttentionKernels, RowByRowBitsAtEveryLevel) {
         std::vector<uint16_t> rows(static_cast<size_t>(n * dim));
         for (auto& h : rows) h = f32_to_f16(normal(rng));
         std::vector<float> scores(size_t(n) + 1, -7.0f);
-        attention_scores_f16(q.data(), rows.data(), n, dim, 0.125f, scores.data());
+        k->attention_scores_f16(q.data(), rows.data(), n, dim, 0.125f, scores.data());
         for (int64_t j = 0; j < n; ++j)
-          ASSERT_EQ(bits(scores[size_t(j)]), bits(dot_f32_f16(q.data(), &rows[size_t(j * dim)], dim) * 0.125f))
-              << "dim " << dim << " n " << n << " row " << j;
+          ASSERT_EQ(bits(scores[size_t(j)]), bits(k->dot_f32_f16(q.data(), &rows[size_t(j * dim)], dim) * 0.125f))
+              << k->name() << " dim " << dim << " n " << n << " row " << j;
         ASSERT_EQ(scores[size_t(n)], -7.0f);
-        attention_values_f16(p.data(), rows.data(), n, dim, out.data());
-        for (int64_t j = 0; j < n; ++j) axpy_f16(p[size_t(j)], &rows[size_t(j * dim)], ref.data(), dim);
-        for (int64_t i = 0; i < dim; ++i) ASSERT_EQ(bits(out[size_t(i)]), bits(ref[size_t(i)])) << dim << " " << n;
+        k->attention_values_f16(p.data(), rows.data(), n, dim, out.data());
+        for (int64_t j = 0; j < n; ++j) k->axpy_f16(p[size_t(j)], &rows[size_t(j * dim)], ref.data(), dim);
+        for (int64_t i = 0; i < dim; ++i) ASSERT_EQ(bits(out[size_t(i)]), bits(ref[size_t(i)])) << k->name() << " " << dim << " " << n;
       }
   }
 }

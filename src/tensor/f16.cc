@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "kvstash/kernels.h"
-#include "tensor/kernels_impl.h"
 
 namespace kvstash {
 
@@ -63,13 +62,5 @@ uint16_t f32_to_f16(float f) {
 }
 
 float bf16_to_f32(uint16_t h) { return bits_float(uint32_t(h) << 16); }
-
-void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) {
-  detail::active_kernels().f16_to_f32_row(src, dst, n);
-}
-
-void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) {
-  detail::active_kernels().f32_to_f16_row(src, dst, n);
-}
 
 }  // namespace kvstash

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "kvstash/kernels.h"
+#include "tensor/kernel_test_util.h"
 
 namespace kvstash {
 namespace {
@@ -74,19 +75,18 @@ TEST(F16, FloatToHalfRoundsLikeCvtps2ph) {
 }
 
 TEST(F16, RowsAreIdenticalAtEverySimdLevel) {
+  KVSTASH_SKIP_WITHOUT_AVX2();
   const std::vector<float> src = hard_floats();
   const int64_t n = int64_t(src.size());
   std::vector<uint16_t> h[2];
   std::vector<float> back[2];
-  const SimdLevel saved = simd_level();
   for (int level = 0; level < 2; ++level) {  // odd offsets and lengths exercise the tails
-    set_simd_level(level == 0 ? SimdLevel::Scalar : SimdLevel::AVX2);
+    const Kernels& k = Kernels::at(level == 0 ? SimdLevel::Scalar : SimdLevel::AVX2);
     h[level].assign(src.size(), 0);
-    f32_to_f16_row(src.data() + 3, h[level].data() + 3, n - 8);
+    k.f32_to_f16_row(src.data() + 3, h[level].data() + 3, n - 8);
     back[level].assign(src.size(), 0.0f);
-    f16_to_f32_row(h[level].data() + 1, back[level].data() + 1, n - 6);
+    k.f16_to_f32_row(h[level].data() + 1, back[level].data() + 1, n - 6);
   }
-  set_simd_level(saved);
   ASSERT_EQ(h[0], h[1]);
   ASSERT_EQ(0, std::memcmp(back[0].data(), back[1].data(), back[0].size() * sizeof(float)));
   for (int64_t i = 3; i < n - 5; ++i) ASSERT_EQ(h[0][i], f32_to_f16(src[i])) << i;
@@ -96,16 +96,6 @@ TEST(BF16, IsTheTopHalfOfAFloat) {
   EXPECT_EQ(bf16_to_f32(0x3F80), 1.0f);
   EXPECT_EQ(bf16_to_f32(0xC040), -3.0f);
   EXPECT_EQ(bits(bf16_to_f32(0x7FC1)), 0x7FC10000u);
-}
-
-TEST(Simd, LevelCanBeForcedAndRestored) {
-  const SimdLevel saved = simd_level();
-  set_simd_level(SimdLevel::Scalar);
-  EXPECT_EQ(simd_level(), SimdLevel::Scalar);
-  set_simd_level(SimdLevel::AVX2);
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
-  EXPECT_EQ(simd_level(), avx2 ? SimdLevel::AVX2 : SimdLevel::Scalar);
-  set_simd_level(saved);
 }
 
 }  // namespace

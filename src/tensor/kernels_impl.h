@@ -123,7 +123,9 @@ inline float reduce_lanes(const float l[8]) {
   return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }
 
-// One implementation of every dispatched kernel. nb = number of blocks; n = number of elements.
+// One implementation of every dispatched kernel: everything that differs between SIMD levels is
+// an entry here, so a Kernels object never asks which level it is. nb = number of blocks;
+// n = number of elements.
 struct KernelTable {
   float (*dot_q4_0)(const void* w, const void* a, int64_t nb);
   float (*dot_q4_1)(const void* w, const void* a, int64_t nb);
@@ -139,20 +141,34 @@ struct KernelTable {
   void (*axpy_f16)(float alpha, const uint16_t* x, float* y, int64_t n);
   void (*f16_to_f32_row)(const uint16_t* src, float* dst, int64_t n);
   void (*f32_to_f16_row)(const float* src, uint16_t* dst, int64_t n);
+  void (*quantize_q8_0)(const float* x, BlockQ8_0* y, int64_t nb);
+  void (*quantize_q8_1)(const float* x, BlockQ8_1* y, int64_t nb);
+  // Fast paths, nullptr if none; false: not handled (type, dim), take the generic loop.
+  bool (*matmul_rows)(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0,
+                      int64_t r1, const void* act, size_t act_stride, int64_t n, float* out,
+                      int64_t out_stride);
+  bool (*attention_scores_f16)(const float* q, const uint16_t* rows, int64_t n, int64_t dim,
+                               float scale, float* scores);
+  bool (*attention_values_f16)(const float* p, const uint16_t* rows, int64_t n, int64_t dim,
+                               float* out);
 };
 extern const KernelTable kScalarKernels;  // vec_dot_scalar.cc
+extern const KernelTable kAvx2Kernels;    // vec_dot_avx2.cc
 // q5_0 (q8_0 activations) and q5_1 (q8_1 activations): vec_dot_scalar.cc. Both tables use these
 // (no AVX2 version yet), so the scalar and AVX2 levels agree trivially.
 float dot_q5_0_scalar(const void* w, const void* a, int64_t nb);
 float dot_q5_1_scalar(const void* w, const void* a, int64_t nb);
-extern const KernelTable kAvx2Kernels;    // vec_dot_avx2.cc
-const KernelTable& active_kernels();      // simd.cc
-// AVX2 attention kernels (attention_avx2.cc); false: dim not handled, use the generic loop.
+// Activation blocks (quantize_act.cc).
+void quantize_q8_0_scalar(const float* x, BlockQ8_0* y, int64_t nb);
+void quantize_q8_1_scalar(const float* x, BlockQ8_1* y, int64_t nb);
+void quantize_q8_0_avx2(const float* x, BlockQ8_0* y, int64_t nb);
+void quantize_q8_1_avx2(const float* x, BlockQ8_1* y, int64_t nb);
+// AVX2 attention kernels (attention_avx2.cc).
 bool attention_scores_f16_avx2(const float* q, const uint16_t* rows, int64_t n, int64_t dim,
                                float scale, float* scores);
 bool attention_values_f16_avx2(const float* p, const uint16_t* rows, int64_t n, int64_t dim,
                                float* out);
-// The AVX2 tiled matmul_rows (matmul_avx2.cc); false: no tiled kernel for this type.
+// The AVX2 tiled matmul_rows (matmul_avx2.cc).
 bool matmul_rows_avx2(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0,
                       int64_t r1, const void* act, size_t act_stride, int64_t n, float* out,
                       int64_t out_stride);

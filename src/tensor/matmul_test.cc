@@ -13,7 +13,7 @@ namespace kvstash {
 namespace {
 
 using testing::bits;
-using testing::LevelGuard;
+using testing::every_level;
 
 // Random weights of type t (sane f16 scales), quantized activations from random floats.
 std::vector<uint8_t> random_weights(DType t, int64_t cols, int64_t rows, std::mt19937& rng) {
@@ -32,9 +32,7 @@ std::vector<uint8_t> random_weights(DType t, int64_t cols, int64_t rows, std::mt
   return w;
 }
 
-void check(DType t, int64_t cols, int64_t rows, int64_t n, SimdLevel level) {
-  LevelGuard guard;
-  set_simd_level(level);
+void check(DType t, int64_t cols, int64_t rows, int64_t n, const Kernels& k) {
   std::mt19937 rng(uint32_t(cols * 131 + rows * 7 + n));
   const std::vector<uint8_t> w = random_weights(t, cols, rows, rng);
   const size_t ws = row_bytes(t, cols), as = row_bytes(activation_type(t), cols);
@@ -42,17 +40,17 @@ void check(DType t, int64_t cols, int64_t rows, int64_t n, SimdLevel level) {
   std::normal_distribution<float> normal(0.0f, 2.0f);
   for (float& v : x) v = normal(rng);
   std::vector<uint8_t> act(as * size_t(n));
-  for (int64_t i = 0; i < n; ++i) quantize_activations(t, &x[size_t(i * cols)], &act[size_t(i) * as], cols);
+  for (int64_t i = 0; i < n; ++i) k.quantize_activations(t, &x[size_t(i * cols)], &act[size_t(i) * as], cols);
   std::vector<float> out(size_t(rows * n), -1.0f);
   // Two calls over a split row range, as threads do.
   const int64_t mid = rows / 3;
-  matmul_rows(t, cols, w.data(), ws, 0, mid, act.data(), as, n, out.data(), rows);
-  matmul_rows(t, cols, w.data(), ws, mid, rows, act.data(), as, n, out.data(), rows);
+  k.matmul_rows(t, cols, w.data(), ws, 0, mid, act.data(), as, n, out.data(), rows);
+  k.matmul_rows(t, cols, w.data(), ws, mid, rows, act.data(), as, n, out.data(), rows);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < n; ++i) {
-      const float ref = vec_dot(t, cols, &w[size_t(r) * ws], &act[size_t(i) * as]);
+      const float ref = k.vec_dot(t, cols, &w[size_t(r) * ws], &act[size_t(i) * as]);
       ASSERT_EQ(bits(out[size_t(i * rows + r)]), bits(ref))
-          << dtype_name(uint32_t(t)) << " cols " << cols << " row " << r << " token " << i;
+          << k.name() << " " << dtype_name(uint32_t(t)) << " cols " << cols << " row " << r << " token " << i;
     }
 }
 
@@ -61,7 +59,7 @@ TEST(MatmulRows, BitIdenticalToVecDot) {
     for (int64_t cols : {256, 288, 576, 1536})
       for (int64_t n : {1, 3, 4, 7, 70}) {
         if (cols % dtype_info(t).block_size != 0) continue;
-        for (SimdLevel level : {SimdLevel::Scalar, SimdLevel::AVX2}) check(t, cols, 13, n, level);
+        for (const Kernels* k : every_level()) check(t, cols, 13, n, *k);
       }
 }
 
@@ -74,7 +72,7 @@ namespace {
 // Activation quantization: the AVX2 path writes the scalar path's bytes, ties (x * id = k + 0.5)
 // and zeros included.
 TEST(QuantizeActivations, ScalarAndAvx2WriteIdenticalBytes) {
-  LevelGuard guard;
+  KVSTASH_SKIP_WITHOUT_AVX2();
   std::mt19937 rng(11);
   std::normal_distribution<float> normal(0.0f, 3.0f);
   for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q6_K})
@@ -88,10 +86,8 @@ TEST(QuantizeActivations, ScalarAndAvx2WriteIdenticalBytes) {
       }
       if (rep % 3 == 1) x[0] = 63.5f;  // amax 63.5: id = 2, halves land on .5 exactly
       std::vector<uint8_t> a(row_bytes(activation_type(t), n)), b(a.size());
-      set_simd_level(SimdLevel::Scalar);
-      quantize_activations(t, x.data(), a.data(), n);
-      set_simd_level(SimdLevel::AVX2);
-      quantize_activations(t, x.data(), b.data(), n);
+      Kernels::at(SimdLevel::Scalar).quantize_activations(t, x.data(), a.data(), n);
+      Kernels::at(SimdLevel::AVX2).quantize_activations(t, x.data(), b.data(), n);
       ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << dtype_name(uint32_t(t)) << " rep " << rep;
     }
 }

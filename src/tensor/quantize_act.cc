@@ -72,25 +72,17 @@ __attribute__((target("avx2,fma,f16c"))) float quantize_block_q8_avx2(const floa
   return d;
 }
 
-bool use_avx2() { return simd_level() == SimdLevel::AVX2; }
+}  // namespace
 
-void quantize_q8_0(const float* x, BlockQ8_0* y, int64_t nb) {
-  if (use_avx2()) {
-    for (int64_t i = 0; i < nb; ++i) quantize_block_q8_avx2(x + kQK * i, &y[i].d, y[i].qs, nullptr);
-    return;
-  }
+void detail::quantize_q8_0_scalar(const float* x, BlockQ8_0* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) quantize_block_q8(x + kQK * i, &y[i].d, y[i].qs);
 }
 
-void quantize_q8_1(const float* x, BlockQ8_1* y, int64_t nb) {
-  if (use_avx2()) {
-    for (int64_t i = 0; i < nb; ++i) {
-      int sum = 0;
-      const float d = quantize_block_q8_avx2(x + kQK * i, &y[i].d, y[i].qs, &sum);
-      y[i].s = f32_to_f16(float(sum) * d);
-    }
-    return;
-  }
+void detail::quantize_q8_0_avx2(const float* x, BlockQ8_0* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) quantize_block_q8_avx2(x + kQK * i, &y[i].d, y[i].qs, nullptr);
+}
+
+void detail::quantize_q8_1_scalar(const float* x, BlockQ8_1* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
     const float d = quantize_block_q8(x + kQK * i, &y[i].d, y[i].qs);
     int sum = 0;
@@ -98,6 +90,16 @@ void quantize_q8_1(const float* x, BlockQ8_1* y, int64_t nb) {
     y[i].s = f32_to_f16(float(sum) * d);  // ggml uses the unrounded d here, not the f16 one
   }
 }
+
+void detail::quantize_q8_1_avx2(const float* x, BlockQ8_1* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    int sum = 0;
+    const float d = quantize_block_q8_avx2(x + kQK * i, &y[i].d, y[i].qs, &sum);
+    y[i].s = f32_to_f16(float(sum) * d);
+  }
+}
+
+namespace {
 
 // Round to nearest, ties to even, as ggml's nearest_int (valid for |f| < 2^22).
 int nearest_int(float f) {
@@ -145,13 +147,13 @@ DType activation_type(DType weight) {
   }
 }
 
-void quantize_activations(DType weight, const float* x, void* dst, int64_t n) {
+void Kernels::quantize_activations(DType weight, const float* x, void* dst, int64_t n) const {
   const DType at = activation_type(weight);
   const int64_t nb = n / dtype_info(at).block_size;
   (void)row_bytes(at, n);  // throws unless n is whole blocks
   switch (at) {
-    case DType::Q8_0: quantize_q8_0(x, static_cast<BlockQ8_0*>(dst), nb); return;
-    case DType::Q8_1: quantize_q8_1(x, static_cast<BlockQ8_1*>(dst), nb); return;
+    case DType::Q8_0: t_->quantize_q8_0(x, static_cast<BlockQ8_0*>(dst), nb); return;
+    case DType::Q8_1: t_->quantize_q8_1(x, static_cast<BlockQ8_1*>(dst), nb); return;
     case DType::Q8_K: quantize_q8_K(x, static_cast<BlockQ8_K*>(dst), nb); return;
     default: std::memcpy(dst, x, size_t(n) * sizeof(float)); return;
   }

@@ -1,7 +1,8 @@
-// Run-time choice of the kernel set, and the public entry points that dispatch to it.
-#include <atomic>
+// The kernel set of each SIMD level, the process's choice of one, and the free functions that
+// forward to that choice.
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "kvstash/error.h"
 #include "kvstash/kernels.h"
@@ -9,53 +10,55 @@
 
 namespace kvstash {
 
-namespace {
-
-SimdLevel best_level() {
-  __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
-  return avx2 ? SimdLevel::AVX2 : SimdLevel::Scalar;
+SimdLevel Kernels::best_level() {
+  static const SimdLevel best = [] {
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                      __builtin_cpu_supports("f16c");
+    return avx2 ? SimdLevel::AVX2 : SimdLevel::Scalar;
+  }();
+  return best;
 }
 
-SimdLevel default_level() {
-  const char* env = std::getenv("KVSTASH_SIMD");
-  if (env != nullptr && std::strcmp(env, "scalar") == 0) return SimdLevel::Scalar;
-  return best_level();
-}
-
-const detail::KernelTable* table_for(SimdLevel level) {
-  return level == SimdLevel::AVX2 ? &detail::kAvx2Kernels : &detail::kScalarKernels;
-}
-
-std::atomic<const detail::KernelTable*> g_kernels{nullptr};
-
-}  // namespace
-
-namespace detail {
-const KernelTable& active_kernels() {
-  const KernelTable* k = g_kernels.load(std::memory_order_acquire);
-  if (k == nullptr) {
-    static const KernelTable* initial = table_for(default_level());  // env read once
-    const KernelTable* expected = nullptr;
-    g_kernels.compare_exchange_strong(expected, initial, std::memory_order_acq_rel);
-    k = g_kernels.load(std::memory_order_acquire);
+const Kernels& Kernels::at(SimdLevel level) {
+  static constexpr Kernels scalar(SimdLevel::Scalar, detail::kScalarKernels);
+  static constexpr Kernels avx2(SimdLevel::AVX2, detail::kAvx2Kernels);
+  switch (level) {
+    case SimdLevel::Scalar: return scalar;
+    case SimdLevel::AVX2:
+      if (best_level() != SimdLevel::AVX2)
+        throw Error(ErrorKind::NotSupported, "SIMD level avx2 needs AVX2, FMA and F16C, which this CPU lacks");
+      return avx2;
   }
-  return *k;
-}
-}  // namespace detail
-
-SimdLevel simd_level() {
-  return &detail::active_kernels() == &detail::kAvx2Kernels ? SimdLevel::AVX2 : SimdLevel::Scalar;
+  throw Error(ErrorKind::InvalidArgument, "unknown SIMD level " + std::to_string(int(level)));
 }
 
-void set_simd_level(SimdLevel level) {
-  if (level == SimdLevel::AVX2 && best_level() != SimdLevel::AVX2) level = SimdLevel::Scalar;
-  g_kernels.store(table_for(level), std::memory_order_release);
+const Kernels& Kernels::active() {
+  // A throwing initializer leaves it unset: a bad KVSTASH_SIMD fails every call alike.
+  static const Kernels& k = at(parse_simd_level(std::getenv("KVSTASH_SIMD"), best_level()));
+  return k;
 }
 
-float vec_dot(DType weight, int64_t n, const void* w_row, const void* act) {
-  const detail::KernelTable& k = detail::active_kernels();
+const char* Kernels::name() const { return level_ == SimdLevel::AVX2 ? "avx2" : "scalar"; }
+
+SimdLevel parse_simd_level(const char* value, SimdLevel best) {
+  if (value == nullptr || *value == '\0') return best;
+  SimdLevel level;
+  if (std::strcmp(value, "scalar") == 0) {
+    level = SimdLevel::Scalar;
+  } else if (std::strcmp(value, "avx2") == 0) {
+    level = SimdLevel::AVX2;
+  } else {
+    throw Error(ErrorKind::InvalidArgument,
+                "KVSTASH_SIMD=" + std::string(value) + ": expected scalar or avx2");
+  }
+  if (level == SimdLevel::AVX2 && best != SimdLevel::AVX2)
+    throw Error(ErrorKind::NotSupported, "KVSTASH_SIMD=avx2: this CPU lacks AVX2, FMA or F16C");
+  return level;
+}
+
+float Kernels::vec_dot(DType weight, int64_t n, const void* w_row, const void* act) const {
+  const detail::KernelTable& k = *t_;
   const int64_t block = dtype_info(weight).block_size;
   if (n % block != 0) (void)row_bytes(weight, n);  // throws: not whole blocks
   const int64_t nb = n / block;
@@ -78,11 +81,12 @@ float vec_dot(DType weight, int64_t n, const void* w_row, const void* act) {
   throw Error(ErrorKind::NotSupported, "no dot product for weight type " + dtype_name(uint32_t(weight)));
 }
 
-void matmul_rows(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
-                 const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride) {
+void Kernels::matmul_rows(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0,
+                          int64_t r1, const void* act, size_t act_stride, int64_t n, float* out,
+                          int64_t out_stride) const {
   if (r0 >= r1 || n <= 0) return;
-  if (&detail::active_kernels() == &detail::kAvx2Kernels &&
-      detail::matmul_rows_avx2(weight, cols, w, w_stride, r0, r1, act, act_stride, n, out, out_stride))
+  if (t_->matmul_rows &&
+      t_->matmul_rows(weight, cols, w, w_stride, r0, r1, act, act_stride, n, out, out_stride))
     return;
   const uint8_t* wb = static_cast<const uint8_t*>(w);
   const uint8_t* ab = static_cast<const uint8_t*>(act);
@@ -91,31 +95,55 @@ void matmul_rows(DType weight, int64_t cols, const void* w, size_t w_stride, int
       out[t * out_stride + r] = vec_dot(weight, cols, wb + size_t(r) * w_stride, ab + size_t(t) * act_stride);
 }
 
+void Kernels::attention_scores_f16(const float* q, const uint16_t* rows, int64_t n, int64_t dim,
+                                   float scale, float* scores) const {
+  if (t_->attention_scores_f16 && t_->attention_scores_f16(q, rows, n, dim, scale, scores)) return;
+  for (int64_t j = 0; j < n; ++j) scores[j] = t_->dot_f32_f16(q, rows + j * dim, dim) * scale;
+}
+
+void Kernels::attention_values_f16(const float* p, const uint16_t* rows, int64_t n, int64_t dim,
+                                   float* out) const {
+  if (t_->attention_values_f16 && t_->attention_values_f16(p, rows, n, dim, out)) return;
+  for (int64_t j = 0; j < n; ++j) t_->axpy_f16(p[j], rows + j * dim, out, dim);
+}
+
+float Kernels::dot_f32_f16(const float* a, const uint16_t* b, int64_t n) const {
+  return t_->dot_f32_f16(a, b, n);
+}
+void Kernels::axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) const {
+  t_->axpy_f16(alpha, x, y, n);
+}
+float Kernels::dot_f32(const float* a, const float* b, int64_t n) const { return t_->dot_f32(a, b, n); }
+void Kernels::f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) const {
+  t_->f16_to_f32_row(src, dst, n);
+}
+void Kernels::f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) const {
+  t_->f32_to_f16_row(src, dst, n);
+}
+
+// Free functions: the same operations on the process's kernels.
+SimdLevel simd_level() { return Kernels::active().level(); }
+void quantize_activations(DType weight, const float* x, void* dst, int64_t n) {
+  Kernels::active().quantize_activations(weight, x, dst, n);
+}
+float vec_dot(DType weight, int64_t n, const void* w_row, const void* act) {
+  return Kernels::active().vec_dot(weight, n, w_row, act);
+}
+void matmul_rows(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
+                 const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride) {
+  Kernels::active().matmul_rows(weight, cols, w, w_stride, r0, r1, act, act_stride, n, out, out_stride);
+}
 void attention_scores_f16(const float* q, const uint16_t* rows, int64_t n, int64_t dim, float scale,
                           float* scores) {
-  if (&detail::active_kernels() == &detail::kAvx2Kernels &&
-      detail::attention_scores_f16_avx2(q, rows, n, dim, scale, scores))
-    return;
-  for (int64_t j = 0; j < n; ++j) scores[j] = dot_f32_f16(q, rows + j * dim, dim) * scale;
+  Kernels::active().attention_scores_f16(q, rows, n, dim, scale, scores);
 }
-
 void attention_values_f16(const float* p, const uint16_t* rows, int64_t n, int64_t dim, float* out) {
-  if (&detail::active_kernels() == &detail::kAvx2Kernels &&
-      detail::attention_values_f16_avx2(p, rows, n, dim, out))
-    return;
-  for (int64_t j = 0; j < n; ++j) axpy_f16(p[j], rows + j * dim, out, dim);
+  Kernels::active().attention_values_f16(p, rows, n, dim, out);
 }
-
-float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
-  return detail::active_kernels().dot_f32_f16(a, b, n);
-}
-
-void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) {
-  detail::active_kernels().axpy_f16(alpha, x, y, n);
-}
-
-float dot_f32(const float* a, const float* b, int64_t n) {
-  return detail::active_kernels().dot_f32(a, b, n);
-}
+float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) { return Kernels::active().dot_f32_f16(a, b, n); }
+void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) { Kernels::active().axpy_f16(alpha, x, y, n); }
+float dot_f32(const float* a, const float* b, int64_t n) { return Kernels::active().dot_f32(a, b, n); }
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) { Kernels::active().f16_to_f32_row(src, dst, n); }
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) { Kernels::active().f32_to_f16_row(src, dst, n); }
 
 }  // namespace kvstash

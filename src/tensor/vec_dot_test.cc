@@ -17,13 +17,10 @@ constexpr DType kWeightTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::
                                   DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
                                   DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
-bool has_avx2() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
-}
-
 using testing::bits;
-using testing::LevelGuard;
+using testing::every_level;
+
+const Kernels& scalar() { return Kernels::at(SimdLevel::Scalar); }
 
 std::vector<int64_t> lengths_for(DType t) {
   const int64_t bs = dtype_info(t).block_size;
@@ -130,7 +127,6 @@ void reference(DType t, int64_t n, const uint8_t* w, const uint8_t* act, double*
 }
 
 TEST(VecDot, EveryTypeIsCloseToTheExactDotAtEveryLevel) {
-  LevelGuard guard;
   std::mt19937 rng(1);
   for (DType t : kWeightTypes)
     for (int64_t n : lengths_for(t))
@@ -138,14 +134,12 @@ TEST(VecDot, EveryTypeIsCloseToTheExactDotAtEveryLevel) {
         const std::vector<uint8_t> w = random_row(t, n, rng);
         const std::vector<float> x = random_floats(n, rng);
         std::vector<uint8_t> act(row_bytes(activation_type(t), n));
-        quantize_activations(t, x.data(), act.data(), n);
+        scalar().quantize_activations(t, x.data(), act.data(), n);
         double ref, mag;
         reference(t, n, w.data(), act.data(), &ref, &mag);
-        for (SimdLevel level : {SimdLevel::Scalar, SimdLevel::AVX2}) {
-          set_simd_level(level);
-          const float got = vec_dot(t, n, w.data(), act.data());
-          ASSERT_NEAR(got, ref, 1e-5 * mag + 1e-30)
-              << dtype_name(uint32_t(t)) << " n=" << n << " level=" << int(level);
+        for (const Kernels* k : every_level()) {
+          const float got = k->vec_dot(t, n, w.data(), act.data());
+          ASSERT_NEAR(got, ref, 1e-5 * mag + 1e-30) << dtype_name(uint32_t(t)) << " n=" << n << " " << k->name();
         }
       }
 }
@@ -153,8 +147,8 @@ TEST(VecDot, EveryTypeIsCloseToTheExactDotAtEveryLevel) {
 // Activations are fuzzed too (random quant bytes incl. -128, inconsistent bsums): the kernels
 // must agree bit for bit on any input, not only on well-formed ones.
 TEST(VecDot, ScalarAndAvx2GiveIdenticalBits) {
-  if (!has_avx2()) GTEST_SKIP() << "CPU lacks AVX2/FMA/F16C";
-  LevelGuard guard;
+  KVSTASH_SKIP_WITHOUT_AVX2();
+  const Kernels& avx2 = Kernels::at(SimdLevel::AVX2);
   std::mt19937 rng(2);
   for (DType t : kWeightTypes)
     for (int64_t n : lengths_for(t))
@@ -162,11 +156,9 @@ TEST(VecDot, ScalarAndAvx2GiveIdenticalBits) {
         const DType at = activation_type(t);
         const std::vector<uint8_t> w = random_row(t, n, rng);
         std::vector<uint8_t> act = random_row(at, n, rng);
-        if (rep % 2 == 0) quantize_activations(t, random_floats(n, rng).data(), act.data(), n);
-        set_simd_level(SimdLevel::Scalar);
-        const float s = vec_dot(t, n, w.data(), act.data());
-        set_simd_level(SimdLevel::AVX2);
-        const float v = vec_dot(t, n, w.data(), act.data());
+        if (rep % 2 == 0) scalar().quantize_activations(t, random_floats(n, rng).data(), act.data(), n);
+        const float s = scalar().vec_dot(t, n, w.data(), act.data());
+        const float v = avx2.vec_dot(t, n, w.data(), act.data());
         ASSERT_EQ(bits(s), bits(v)) << dtype_name(uint32_t(t)) << " n=" << n << ": " << s << " vs " << v;
       }
 }
@@ -174,13 +166,12 @@ TEST(VecDot, ScalarAndAvx2GiveIdenticalBits) {
 // The contract in kernels.h, written out independently for the default model's weight type:
 // block b adds d_w*d_x*isum_b and then m_w*s_x into lane b % 8 with fmas; fixed lane tree.
 TEST(VecDot, Q4_1FollowsTheDocumentedSummationOrder) {
-  LevelGuard guard;
   std::mt19937 rng(3);
   for (int64_t n : {32, 576, 1536}) {
     const std::vector<uint8_t> w = random_row(DType::Q4_1, n, rng);
     const std::vector<float> x = random_floats(n, rng);
     std::vector<uint8_t> act(row_bytes(DType::Q8_1, n));
-    quantize_activations(DType::Q4_1, x.data(), act.data(), n);
+    scalar().quantize_activations(DType::Q4_1, x.data(), act.data(), n);
     float lane[8] = {};
     for (int64_t b = 0; b < n / 32; ++b) {
       const uint8_t* wb = w.data() + 20 * b;
@@ -197,23 +188,20 @@ TEST(VecDot, Q4_1FollowsTheDocumentedSummationOrder) {
     }
     const float want = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
                        ((lane[1] + lane[5]) + (lane[3] + lane[7]));
-    for (SimdLevel level : {SimdLevel::Scalar, SimdLevel::AVX2}) {
-      set_simd_level(level);
-      EXPECT_EQ(bits(vec_dot(DType::Q4_1, n, w.data(), act.data())), bits(want)) << n;
-    }
+    for (const Kernels* k : every_level())
+      EXPECT_EQ(bits(k->vec_dot(DType::Q4_1, n, w.data(), act.data())), bits(want)) << n << " " << k->name();
   }
 }
 
 // q5_0 (Q4_K_M's fallback for rows that are not a multiple of 256), written out from ggml's
 // layout: element l takes bit l of qh, element l + 16 bit l + 16; value = q5 - 16.
 TEST(VecDot, Q5_0FollowsTheDocumentedSummationOrder) {
-  LevelGuard guard;
   std::mt19937 rng(5);
   for (int64_t n : {32, 576, 1536}) {
     const std::vector<uint8_t> w = random_row(DType::Q5_0, n, rng);
     const std::vector<float> x = random_floats(n, rng);
     std::vector<uint8_t> act(row_bytes(DType::Q8_0, n));
-    quantize_activations(DType::Q5_0, x.data(), act.data(), n);
+    scalar().quantize_activations(DType::Q5_0, x.data(), act.data(), n);
     float lane[8] = {};
     for (int64_t b = 0; b < n / 32; ++b) {
       const uint8_t* wb = w.data() + 22 * b;
@@ -232,47 +220,65 @@ TEST(VecDot, Q5_0FollowsTheDocumentedSummationOrder) {
     }
     const float want = ((lane[0] + lane[4]) + (lane[2] + lane[6])) +
                        ((lane[1] + lane[5]) + (lane[3] + lane[7]));
-    for (SimdLevel level : {SimdLevel::Scalar, SimdLevel::AVX2}) {
-      set_simd_level(level);
-      EXPECT_EQ(bits(vec_dot(DType::Q5_0, n, w.data(), act.data())), bits(want)) << n;
-    }
+    for (const Kernels* k : every_level())
+      EXPECT_EQ(bits(k->vec_dot(DType::Q5_0, n, w.data(), act.data())), bits(want)) << n << " " << k->name();
   }
 }
 
-TEST(AttentionHelpers, IdenticalBitsAtEveryLevelAndAccurate) {
-  LevelGuard guard;
-  std::mt19937 rng(4);
-  for (int64_t n = 0; n <= 200; n += (n < 70 ? 1 : 43)) {
-    for (int rep = 0; rep < 10; ++rep) {
-      const std::vector<float> a = random_floats(n, rng), b = random_floats(n, rng);
-      std::vector<uint16_t> h(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) h[size_t(i)] = f32_to_f16(b[size_t(i)]);
-      const float alpha = random_floats(1, rng)[0];
-      float dot16[2], dot32[2];
-      std::vector<float> y[2];
-      for (int level = 0; level < 2; ++level) {
-        set_simd_level(level == 0 ? SimdLevel::Scalar : SimdLevel::AVX2);
-        dot16[level] = dot_f32_f16(a.data(), h.data(), n);
-        dot32[level] = dot_f32(a.data(), b.data(), n);
-        y[level] = b;
-        axpy_f16(alpha, h.data(), y[level].data(), n);
+// Random operands of the attention helpers: n floats a, b, b rounded to f16, and an alpha.
+struct HelperCase {
+  std::vector<float> a, b;
+  std::vector<uint16_t> h;
+  float alpha;
+};
+HelperCase helper_case(int64_t n, std::mt19937& rng) {
+  HelperCase c{random_floats(n, rng), random_floats(n, rng), std::vector<uint16_t>(size_t(n)), 0};
+  for (int64_t i = 0; i < n; ++i) c.h[size_t(i)] = f32_to_f16(c.b[size_t(i)]);
+  c.alpha = random_floats(1, rng)[0];
+  return c;
+}
+std::vector<int64_t> helper_lengths() {
+  std::vector<int64_t> ns;
+  for (int64_t n = 0; n <= 200; n += (n < 70 ? 1 : 43)) ns.push_back(n);
+  return ns;
+}
+
+TEST(AttentionHelpers, AccurateAtEveryLevel) {
+  for (const Kernels* k : every_level()) {
+    std::mt19937 rng(4);
+    for (int64_t n : helper_lengths())
+      for (int rep = 0; rep < 10; ++rep) {
+        const HelperCase c = helper_case(n, rng);
+        std::vector<float> y = c.b;
+        k->axpy_f16(c.alpha, c.h.data(), y.data(), n);
+        double r16 = 0, r32 = 0, mag16 = 0, mag32 = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const double p16 = double(c.a[size_t(i)]) * f16_to_f32(c.h[size_t(i)]);
+          const double p32 = double(c.a[size_t(i)]) * c.b[size_t(i)];
+          r16 += p16, r32 += p32, mag16 += std::fabs(p16), mag32 += std::fabs(p32);
+          ASSERT_EQ(bits(y[size_t(i)]), bits(std::fma(c.alpha, f16_to_f32(c.h[size_t(i)]), c.b[size_t(i)])))
+              << k->name();
+        }
+        ASSERT_NEAR(k->dot_f32_f16(c.a.data(), c.h.data(), n), r16, 1e-6 * mag16 + 1e-30) << n << " " << k->name();
+        ASSERT_NEAR(k->dot_f32(c.a.data(), c.b.data(), n), r32, 1e-6 * mag32 + 1e-30) << n << " " << k->name();
       }
-      double r16 = 0, r32 = 0, mag16 = 0, mag32 = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        const double p16 = double(a[size_t(i)]) * f16_to_f32(h[size_t(i)]);
-        const double p32 = double(a[size_t(i)]) * b[size_t(i)];
-        r16 += p16, r32 += p32, mag16 += std::fabs(p16), mag32 += std::fabs(p32);
-        ASSERT_EQ(bits(y[0][size_t(i)]),
-                  bits(std::fma(alpha, f16_to_f32(h[size_t(i)]), b[size_t(i)])));
-      }
-      ASSERT_NEAR(dot16[0], r16, 1e-6 * mag16 + 1e-30) << n;
-      ASSERT_NEAR(dot32[0], r32, 1e-6 * mag32 + 1e-30) << n;
-      if (!has_avx2()) continue;
-      ASSERT_EQ(bits(dot16[0]), bits(dot16[1])) << n;
-      ASSERT_EQ(bits(dot32[0]), bits(dot32[1])) << n;
-      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(bits(y[0][size_t(i)]), bits(y[1][size_t(i)])) << n;
-    }
   }
+}
+
+TEST(AttentionHelpers, ScalarAndAvx2GiveIdenticalBits) {
+  KVSTASH_SKIP_WITHOUT_AVX2();
+  const Kernels& avx2 = Kernels::at(SimdLevel::AVX2);
+  std::mt19937 rng(4);
+  for (int64_t n : helper_lengths())
+    for (int rep = 0; rep < 10; ++rep) {
+      const HelperCase c = helper_case(n, rng);
+      ASSERT_EQ(bits(scalar().dot_f32_f16(c.a.data(), c.h.data(), n)), bits(avx2.dot_f32_f16(c.a.data(), c.h.data(), n))) << n;
+      ASSERT_EQ(bits(scalar().dot_f32(c.a.data(), c.b.data(), n)), bits(avx2.dot_f32(c.a.data(), c.b.data(), n))) << n;
+      std::vector<float> y0 = c.b, y1 = c.b;
+      scalar().axpy_f16(c.alpha, c.h.data(), y0.data(), n);
+      avx2.axpy_f16(c.alpha, c.h.data(), y1.data(), n);
+      ASSERT_EQ(0, std::memcmp(y0.data(), y1.data(), y0.size() * sizeof(float))) << n;
+    }
 }
 
 }  // namespace

@@ -1,0 +1,17 @@
+// kvstash's whole public API in one include, for programs that use the library.
+#pragma once
+#include "kvstash/dtype.h"
+#include "kvstash/engine.h"
+#include "kvstash/error.h"
+#include "kvstash/fingerprint.h"
+#include "kvstash/generate.h"
+#include "kvstash/gguf.h"
+#include "kvstash/kernels.h"
+#include "kvstash/kv_cache.h"
+#include "kvstash/model.h"
+#include "kvstash/prefix.h"
+#include "kvstash/sampler.h"
+#include "kvstash/state.h"
+#include "kvstash/thread_pool.h"
+#include "kvstash/tokenizer.h"
+#include "kvstash/types.h"

@@ -1,0 +1,78 @@
+// Kernels: one immutable kernel set per SIMD level, and the process's choice fixed once.
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "kvstash/error.h"
+#include "kvstash/kernels.h"
+
+namespace kvstash {
+namespace {
+
+// The kind fn throws, failing the test if it throws nothing or something else.
+template <class Fn>
+ErrorKind kind_thrown(Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.kind();
+  }
+  ADD_FAILURE() << "no Error thrown";
+  return ErrorKind::Internal;
+}
+
+bool cpu_has_avx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
+}
+
+TEST(Kernels, BestLevelIsWhatTheCpuHas) {
+  EXPECT_EQ(Kernels::best_level(), cpu_has_avx2() ? SimdLevel::AVX2 : SimdLevel::Scalar);
+}
+
+TEST(Kernels, AtGivesOneObjectPerLevel) {
+  const Kernels& s = Kernels::at(SimdLevel::Scalar);
+  EXPECT_EQ(s.level(), SimdLevel::Scalar);
+  EXPECT_STREQ(s.name(), "scalar");
+  EXPECT_EQ(&s, &Kernels::at(SimdLevel::Scalar));
+  if (!cpu_has_avx2()) return;
+  const Kernels& a = Kernels::at(SimdLevel::AVX2);
+  EXPECT_EQ(a.level(), SimdLevel::AVX2);
+  EXPECT_STREQ(a.name(), "avx2");
+  EXPECT_EQ(&a, &Kernels::at(SimdLevel::AVX2));
+  EXPECT_NE(&a, &s);
+}
+
+TEST(Kernels, Avx2IsNotSupportedOnACpuWithoutIt) {
+  if (cpu_has_avx2()) GTEST_SKIP() << "this CPU has AVX2";
+  EXPECT_EQ(kind_thrown([] { Kernels::at(SimdLevel::AVX2); }), ErrorKind::NotSupported);
+}
+
+TEST(Kernels, ActiveIsOneObjectForTheWholeProcess) {
+  const Kernels* first = &Kernels::active();
+  std::vector<const Kernels*> seen(4);
+  std::vector<std::thread> threads;
+  for (auto& p : seen) threads.emplace_back([&p] { p = &Kernels::active(); });
+  for (auto& t : threads) t.join();
+  for (const Kernels* p : seen) EXPECT_EQ(p, first);
+  EXPECT_EQ(first, &Kernels::at(first->level()));
+  EXPECT_EQ(simd_level(), first->level());
+  EXPECT_EQ(first->level(), parse_simd_level(std::getenv("KVSTASH_SIMD"), Kernels::best_level()));
+}
+
+TEST(Kernels, SimdVariableIsParsedStrictly) {
+  for (SimdLevel best : {SimdLevel::Scalar, SimdLevel::AVX2}) {
+    EXPECT_EQ(parse_simd_level(nullptr, best), best);
+    EXPECT_EQ(parse_simd_level("", best), best);
+    EXPECT_EQ(parse_simd_level("scalar", best), SimdLevel::Scalar);
+    for (const char* bad : {"AVX2", "sse", "avx512", "scalar ", "0"})
+      EXPECT_EQ(kind_thrown([&] { parse_simd_level(bad, best); }), ErrorKind::InvalidArgument) << bad;
+  }
+  EXPECT_EQ(parse_simd_level("avx2", SimdLevel::AVX2), SimdLevel::AVX2);
+  EXPECT_EQ(kind_thrown([] { parse_simd_level("avx2", SimdLevel::Scalar); }), ErrorKind::NotSupported);
+}
+
+}  // namespace
+}  // namespace kvstash
