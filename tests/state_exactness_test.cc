@@ -3,12 +3,14 @@
 // running prefix + continuation from scratch; greedy and seeded sampling alike.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "kvstash/error.h"
 #include "kvstash/prefix.h"
 #include "test_util.h"
 
@@ -17,7 +19,6 @@ namespace {
 
 using nlohmann::json;
 using testing::cli;
-using testing::one_line_error;
 using testing::run_command;
 
 std::string quote(const std::string& s) {
@@ -117,6 +118,14 @@ TEST(StateExactness, PromptDivergingInsideTheCacheReusesTheCommonPrefix) {
   EXPECT_EQ(c.result.tokens, generate(engine, fresh, other, o).tokens);
 }
 
+// Runs the CLI with args that must fail with the exit code of `kind`; returns its one-line stderr.
+std::string fails_with(ErrorKind kind, const std::string& args) {
+  testing::CommandResult r = run_command(cli() + " " + args + " 2>&1 >/dev/null", false);
+  EXPECT_EQ(r.exit_code, exit_code(kind)) << args << "\n" << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  return r.out;
+}
+
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -126,7 +135,8 @@ TEST(StateBadInput, TruncatedStateFile) {
   const std::string bytes = read_bytes(saved_prefix());
   const std::string cut = ::testing::TempDir() + "cut.kvs";
   std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
-  EXPECT_NE(one_line_error("generate --state " + cut + " --prompt x").find(cut + ": truncated file"), std::string::npos);
+  EXPECT_NE(fails_with(ErrorKind::Corruption, "generate --state " + cut + " --prompt x").find(cut + ": truncated file"),
+            std::string::npos);
 }
 
 TEST(StateBadInput, FlippedByteInThePayload) {
@@ -134,9 +144,8 @@ TEST(StateBadInput, FlippedByteInThePayload) {
   bytes[bytes.size() / 3] ^= 0x10;
   const std::string bad = ::testing::TempDir() + "flipped.kvs";
   std::ofstream(bad, std::ios::binary) << bytes;
-  EXPECT_NE(one_line_error("generate --state " + bad + " --prompt x").find("checksum mismatch in tensor"),
-            std::string::npos);
-  EXPECT_NE(one_line_error("inspect " + bad).find("checksum mismatch"), std::string::npos);
+  fails_with(ErrorKind::Corruption, "generate --state " + bad + " --prompt x");
+  fails_with(ErrorKind::Corruption, "inspect " + bad);
 }
 
 TEST(StateBadInput, StateFromAnotherModel) {
@@ -145,16 +154,14 @@ TEST(StateBadInput, StateFromAnotherModel) {
   model[model.size() - 1000] ^= 0x01;
   const std::string other = ::testing::TempDir() + "other_model.gguf";
   std::ofstream(other, std::ios::binary) << model;
-  EXPECT_NE(one_line_error("generate --model " + other + " --state " + saved_prefix() + " --prompt x")
-                .find("state was made by another model"),
-            std::string::npos);
+  fails_with(ErrorKind::ModelMismatch, "generate --model " + other + " --state " + saved_prefix() + " --prompt x");
 }
 
 TEST(StateBadInput, PromptThatDoesNotFitAfterThePrefix) {
   const json p = json_lines("inspect --json " + saved_prefix())[0];
   const int n = p["tokens"].get<int>();
   const std::string longer(200, 'x');
-  const std::string err2 = one_line_error("generate --ctx-size " + std::to_string(n + 10) + " --state " +
+  const std::string err2 = fails_with(ErrorKind::ResourceExhausted, "generate --ctx-size " + std::to_string(n + 10) + " --state " +
                                           saved_prefix() + " --prompt ' " + longer + "'");
   EXPECT_NE(err2.find("does not fit the context of " + std::to_string(n + 10) + " tokens"), std::string::npos) << err2;
   // A prompt that fits generates until the context is full.
@@ -168,7 +175,7 @@ TEST(StateBadInput, FailedPrefillLeavesTheExistingFileIntact) {
   const std::string path = ::testing::TempDir() + "keep.kvs";
   std::filesystem::copy_file(saved_prefix(), path, std::filesystem::copy_options::overwrite_existing);
   const std::string before = read_bytes(path);
-  one_line_error("prefill --ctx-size 16 --out " + path + " --prompt " + quote(prefix_text()));
+  fails_with(ErrorKind::ResourceExhausted, "prefill --ctx-size 16 --out " + path + " --prompt " + quote(prefix_text()));
   EXPECT_EQ(read_bytes(path), before);
   EXPECT_EQ(json_lines("inspect --json " + path)[0]["checksums"], "ok");
 }

@@ -3,11 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
+#include "kvstash/error.h"
 #include "kvstash/model.h"
 
 namespace kvstash::testing {
@@ -54,6 +59,51 @@ inline std::string one_line_error(const std::string& args) {
   EXPECT_NE(r.exit_code, 0) << args;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   return r.out;
+}
+
+struct CliError {
+  int exit_code = 0;
+  std::string line;  // the one line on stderr
+  double seconds = 0;
+};
+
+// Runs the CLI with args (shell syntax: redirections allowed) that must fail. Checks that stderr
+// is exactly one line starting "kvstash: error: " and returns it with the exit status; tests
+// compare the status with exit_code(kind).
+inline CliError cli_error(const std::string& args) {
+  const auto t0 = std::chrono::steady_clock::now();
+  CommandResult r = run_command(cli() + " " + args + " 2>&1 >/dev/null", false);
+  CliError e{r.exit_code, r.out,
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << args << "\n" << r.out;
+  EXPECT_EQ(r.out.rfind("kvstash: error: ", 0), 0u) << args << "\n" << r.out;
+  return e;
+}
+
+// The exit status of an error kind (README, "Exit codes").
+inline int exit_code_of(ErrorKind kind) { return kvstash::exit_code(kind); }
+
+// A short state file made by `kvstash prefill` from the corpus's first 1,500 bytes, shared by the
+// tests (and by test processes: the name carries the CLI's build time, the write is atomic).
+inline const std::string& shared_state() {
+  static const std::string path = [] {
+    const auto built = std::filesystem::last_write_time(KVSTASH_CLI).time_since_epoch().count();
+    const std::string dir = ::testing::TempDir();
+    const std::string kvs = dir + "cli_shared_" + std::to_string(built) + ".kvs";
+    if (std::filesystem::exists(kvs)) return kvs;
+    const std::string txt = kvs + "." + std::to_string(getpid()) + ".txt";  // processes may race here
+    {
+      FILE* f = std::fopen(txt.c_str(), "wb");
+      const std::string text = corpus_text().substr(0, 1500);
+      std::fwrite(text.data(), 1, text.size(), f);
+      std::fclose(f);
+    }
+    CommandResult r = run_command(cli() + " prefill --file " + txt + " --out " + kvs);
+    std::filesystem::remove(txt);
+    if (r.exit_code != 0) throw std::runtime_error("prefill for the shared state failed: " + r.out);
+    return kvs;
+  }();
+  return path;
 }
 
 }  // namespace kvstash::testing

@@ -11,22 +11,30 @@
 namespace kvstash {
 
 struct GenerateOptions {
-  int n_predict = 128;
+  int n_predict = 128;  // -1: until an end-of-generation token or a full context
   SamplingParams sampling;
   int64_t prefill_chunk = 512;  // tokens per forward call while prefilling (results do not depend on it)
+  bool ignore_eos = false;      // end-of-generation tokens are never sampled (llama.cpp's --ignore-eos)
+  // Generation stops as soon as the text contains one of these; the text returned and streamed ends
+  // before it (text that could begin one is held back until it cannot). Empty strings are ignored.
+  std::vector<std::string> stop;
 };
 
 struct GenerateResult {
-  std::vector<Token> tokens;  // generated ids (an end-of-generation token is not included)
+  // Generated ids (an end-of-generation token is not included; the tokens of a stop string are).
+  std::vector<Token> tokens;
   std::string text;
   int64_t prompt_tokens = 0;
-  std::string stop_reason;    // "length", "eos", or "context" (the context is full)
+  // "length" (n_predict reached), "eos", "stop" (a stop string), or "context" (the context is full)
+  std::string stop_reason;
   double time_to_first_token_ms = 0;
   double prefill_tokens_per_s = 0;
   double decode_tokens_per_s = 0;
 };
 
-// Appends `prompt` to `seq` (which may already hold a prefix) and generates up to n_predict tokens.
+// Appends `prompt` to `seq` (which may already hold a prefix) and generates up to n_predict tokens
+// (or until the context is full). Throws InvalidArgument for n_predict < -1 or an empty prompt
+// without last_logits, ResourceExhausted when the prompt does not fit the context.
 // An empty prompt continues from `last_logits`, the logits of seq's last entry.
 // on_text receives complete UTF-8 pieces as they are produced.
 GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>& prompt,

@@ -2,6 +2,8 @@
 #include <cstring>
 #include <new>
 
+#include <unistd.h>
+
 #include "kvstash/error.h"
 #include "kvstash/kv_cache.h"
 
@@ -20,13 +22,17 @@ KvPool::KvPool(const KvShape& shape, int64_t capacity_tokens) : shape_(shape) {
                  size_t(shape.block_tokens) * size_t(shape.head_dim);
   // Shapes are below 2^16 each and blocks below 2^24, so the product fits 64 bits.
   const unsigned __int128 bytes = (unsigned __int128)blocks * block_elems_ * sizeof(uint16_t);
+  // More than the machine's memory would not fail here (pages are committed lazily) but get the
+  // process killed later, as the cache fills: refuse it up front.
+  const unsigned __int128 ram = (unsigned __int128)::sysconf(_SC_PHYS_PAGES) * uint64_t(::sysconf(_SC_PAGESIZE));
   try {
-    if (bytes > (unsigned __int128)(data_.max_size())) throw std::bad_alloc();
+    if (bytes > (unsigned __int128)(data_.max_size()) || bytes > ram) throw std::bad_alloc();
     data_.assign(size_t(blocks) * block_elems_, 0);
   } catch (const std::bad_alloc&) {
     throw Error(ErrorKind::ResourceExhausted,
                 "cannot allocate a KV cache of " + std::to_string(capacity_tokens) + " tokens (" +
-                    std::to_string(uint64_t(bytes >> 20)) + " MiB): out of memory; use a smaller --ctx-size");
+                    std::to_string(uint64_t(bytes >> 20)) + " MiB, this machine has " + std::to_string(uint64_t(ram >> 20)) +
+                    " MiB); use a smaller --ctx-size");
   }
   refcount_.assign(size_t(blocks), 0);
   for (int64_t b = blocks - 1; b >= 0; --b) free_.push_back(int32_t(b));

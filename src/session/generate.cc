@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 
 #include "kvstash/error.h"
 
@@ -12,19 +13,92 @@ namespace {
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
+
+// The generated text with stop strings: finds the first stop string and holds back text whose end
+// could still begin one, so a stream never shows text that a stop string later cuts off.
+class StopText {
+ public:
+  StopText(const std::vector<std::string>& stop, const std::function<void(const std::string&)>& on_text)
+      : on_text_(on_text) {
+    for (const std::string& s : stop)
+      if (!s.empty()) stop_.push_back(s);
+  }
+  // Appends a piece; true when a stop string is complete (the text is cut before it).
+  bool append(std::string& text, const std::string& piece) {
+    const size_t before = text.size();
+    text += piece;
+    size_t at = std::string::npos;
+    for (const std::string& s : stop_) {
+      const size_t from = before >= s.size() - 1 ? before - (s.size() - 1) : 0;
+      at = std::min(at, text.find(s, from));
+    }
+    if (at != std::string::npos) {
+      text.resize(at);
+      emit(text, at);
+      return true;
+    }
+    emit(text, text.size() - held_back(text));
+    return false;
+  }
+  void finish(const std::string& text) { emit(text, text.size()); }
+
+ private:
+  // Bytes at the end of text that begin some stop string.
+  size_t held_back(const std::string& text) const {
+    size_t keep = 0;
+    for (const std::string& s : stop_)
+      for (size_t k = std::min(s.size() - 1, text.size()); k > keep; --k)
+        if (text.compare(text.size() - k, k, s, 0, k) == 0) {
+          keep = k;
+          break;
+        }
+    return keep;
+  }
+  void emit(const std::string& text, size_t upto) {
+    if (upto > emitted_ && on_text_) on_text_(text.substr(emitted_, upto - emitted_));
+    emitted_ = std::max(emitted_, upto);
+  }
+  std::vector<std::string> stop_;
+  const std::function<void(const std::string&)>& on_text_;
+  size_t emitted_ = 0;
+};
+
+// The logits to sample from: with ignore_eos a copy in which end-of-generation tokens are masked.
+class EosMask {
+ public:
+  EosMask(const Tokenizer& tok, int n_vocab, bool ignore_eos) : n_vocab_(n_vocab) {
+    if (!ignore_eos) return;
+    for (Token t = 0; t < n_vocab; ++t)
+      if (tok.is_end_of_generation(t)) eog_.push_back(t);
+  }
+  const float* apply(const float* logits) {
+    if (eog_.empty()) return logits;
+    masked_.assign(logits, logits + n_vocab_);
+    for (Token t : eog_) masked_[size_t(t)] = -std::numeric_limits<float>::infinity();
+    return masked_.data();
+  }
+
+ private:
+  int n_vocab_;
+  std::vector<Token> eog_;
+  std::vector<float> masked_;
+};
 }  // namespace
 
 GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>& prompt,
                         const GenerateOptions& o, const std::function<void(const std::string&)>& on_text,
                         const float* last_logits) {
   if (prompt.empty() && !last_logits) throw Error(ErrorKind::InvalidArgument, "prompt is empty");
-  if (o.n_predict < 0) throw Error(ErrorKind::InvalidArgument, "-n must be >= 0");
+  if (o.n_predict < -1)
+    throw Error(ErrorKind::InvalidArgument, "-n must be -1 (until end of generation or a full context) or >= 0, got " +
+                                                std::to_string(o.n_predict));
   if (seq.size() + int64_t(prompt.size()) > engine.n_ctx())
     throw Error(ErrorKind::ResourceExhausted, "prompt of " + std::to_string(seq.size() + int64_t(prompt.size())) +
                 " tokens does not fit the context of " + std::to_string(engine.n_ctx()) + " tokens");
   const Tokenizer& tok = engine.model().tokenizer();
   const int n_vocab = engine.model().config().n_vocab;
   Sampler sampler(o.sampling);
+  EosMask mask(tok, n_vocab, o.ignore_eos);
   GenerateResult r;
   r.prompt_tokens = int64_t(prompt.size());
 
@@ -38,11 +112,14 @@ GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>&
   if (!prompt.empty()) r.prefill_tokens_per_s = double(prompt.size()) / std::max(prefill_s, 1e-9);
 
   TextStream stream(tok);
+  StopText text(o.stop, on_text);
   std::vector<Token> history = seq.tokens();
   const auto t1 = std::chrono::steady_clock::now();
+  const bool unlimited = o.n_predict < 0;
   r.stop_reason = "length";
-  for (int i = 0; i < o.n_predict; ++i) {
-    const Token next = sampler.sample(logits, n_vocab, history);
+  bool stopped = false;
+  for (int i = 0; unlimited || i < o.n_predict; ++i) {
+    const Token next = sampler.sample(mask.apply(logits), n_vocab, history);
     if (i == 0) r.time_to_first_token_ms = 1000.0 * seconds_since(t0);
     if (tok.is_end_of_generation(next)) {
       r.stop_reason = "eos";
@@ -50,10 +127,8 @@ GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>&
     }
     r.tokens.push_back(next);
     history.push_back(next);
-    const std::string piece = stream.push(next);
-    r.text += piece;
-    if (on_text && !piece.empty()) on_text(piece);
-    if (i + 1 < o.n_predict) {
+    if ((stopped = text.append(r.text, stream.push(next)))) break;
+    if (unlimited || i + 1 < o.n_predict) {
       if (seq.size() + 1 > engine.n_ctx()) {
         r.stop_reason = "context";
         break;
@@ -61,9 +136,9 @@ GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>&
       logits = engine.forward(seq, &next, 1);
     }
   }
-  const std::string rest = stream.flush();
-  r.text += rest;
-  if (on_text && !rest.empty()) on_text(rest);
+  if (!stopped) stopped = text.append(r.text, stream.flush());
+  if (stopped) r.stop_reason = "stop";
+  text.finish(r.text);
   const double decode_s = seconds_since(t1);
   if (r.tokens.size() > 1) r.decode_tokens_per_s = double(r.tokens.size() - 1) / std::max(decode_s, 1e-9);
   return r;
@@ -78,9 +153,10 @@ double log_prob(const float* logits, int n_vocab, Token target) {
 }
 
 PerplexityResult perplexity(Engine& engine, const std::vector<Token>& tokens, int64_t ctx) {
-  if (ctx < 2) throw Error(ErrorKind::InvalidArgument, "--ctx must be at least 2");
+  if (ctx < 2) throw Error(ErrorKind::InvalidArgument, "perplexity window (-c/--ctx-size) must be at least 2 tokens");
   if (ctx > engine.n_ctx())
-    throw Error(ErrorKind::InvalidArgument, "--ctx " + std::to_string(ctx) + " exceeds the context of " + std::to_string(engine.n_ctx()));
+    throw Error(ErrorKind::InvalidArgument, "perplexity window of " + std::to_string(ctx) +
+                                                " tokens exceeds the context of " + std::to_string(engine.n_ctx()));
   if (tokens.size() < 2) throw Error(ErrorKind::InvalidArgument, "text has fewer than 2 tokens");
   const int n_vocab = engine.model().config().n_vocab;
   PerplexityResult r;

@@ -1,4 +1,5 @@
 // kvstash generate: load a saved state and generate one continuation per --prompt.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -12,38 +13,60 @@ namespace kvstash::cli {
 namespace {
 struct GenerateArgs {
   ModelOptions model;
+  GenerationArgs g;
   std::string state;
   std::vector<std::string> prompts;
-  GenerateOptions gen;
-  bool seed_given = false;
+  bool chat = false;
   bool json = false;
 };
+
+// Context for the longest continuation: the state's own, or its tokens + prompt + n if more. The
+// prompt is counted alone; a BPE merge across the boundary changes that by a token at most.
+int64_t wanted_context(const State& s, const Tokenizer& tok, const std::vector<std::string>& prompts, int n) {
+  if (n < 0) return -1;
+  size_t longest = 0;
+  for (const std::string& p : prompts) longest = std::max(longest, tok.encode(p, false, true).size());
+  return std::max<int64_t>(s.n_ctx, s.size() + int64_t(longest) + 1 + n);
+}
 }  // namespace
 
 Command add_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
-  CLI::App* sub = app.add_subcommand("generate", "continue a saved state; one continuation per --prompt");
+  CLI::App* sub = app.add_subcommand(
+      "generate",
+      "continue a saved state; one continuation per --prompt. Plain-text output: each prompt and its "
+      "continuation, preceded by a line '--- prompt I/N' when there are several prompts");
   sub->add_option("--state", a->state, "state file (.kvs) from prefill")->required();
   sub->add_option("-p,--prompt", a->prompts, "continuation text appended to the prefix (repeatable)")->required();
-  sub->add_option("-n,--n-predict", a->gen.n_predict, "tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
+  sub->add_flag("--chat", a->chat, "append each prompt as a user message in the model's chat template");
   sub->add_flag("--json", a->json, "one JSON object per continuation, one per line");
+  add_generation_options(*sub, a->g);
   add_model_options(*sub, a->model);
-  add_sampling_options(*sub, a->gen.sampling, a->seed_given);
+  add_ctx_options(*sub, a->model,
+                  "KV cache size in tokens (default: the state's, or its tokens + longest prompt + -n if more; "
+                  "up to the training context)");
   return [a]() {
-    if (!a->seed_given) a->gen.sampling.seed = random_seed();
-    validate(a->gen.sampling);
+    resolve(a->g);
     const auto t0 = std::chrono::steady_clock::now();
-    Loaded l = load(a->model);
     const State state = load_state(a->state);
+    Loaded l = load_model(a->model);
+    std::vector<std::string> texts = a->prompts;
+    if (a->chat) {
+      const ChatTemplate tmpl = detect_chat_template(l.model->gguf());
+      for (std::string& t : texts) t = format_chat(tmpl, {{"user", t}}, true);
+    }
+    start_engine(l, a->model, wanted_context(state, l.model->tokenizer(), texts, a->g.gen.n_predict), state.size(),
+                 "state");
     LoadedPrefix prefix(*l.engine, state);
     const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    for (const std::string& p : a->prompts) {
+    for (size_t i = 0; i < texts.size(); ++i) {
       std::function<void(const std::string&)> print;
       if (!a->json) {
+        if (texts.size() > 1) std::printf("--- prompt %zu/%zu\n", i + 1, texts.size());
         print = print_now;
-        print_now(p);
+        print_now(a->chat ? a->prompts[i] + "\n" : a->prompts[i]);  // a chat answer starts on its own line
       }
-      const Continuation c = prefix.generate(p, a->gen, print);
+      const Continuation c = prefix.generate(texts[i], a->g.gen, print);
       if (!a->json) {
         std::printf("\n");
         continue;
@@ -51,8 +74,9 @@ Command add_generate(CLI::App& app) {
       const GenerateResult& r = c.result;
       nlohmann::json j = {{"tokens", r.tokens}, {"text", r.text}, {"prompt_tokens", r.prompt_tokens},
                           {"reused_tokens", c.reused_tokens}, {"stop_reason", r.stop_reason},
-                          {"seed", a->gen.sampling.seed}, {"threads", l.engine->n_threads()},
-                          {"load_ms", load_ms}, {"time_to_first_token_ms", r.time_to_first_token_ms},
+                          {"seed", a->g.gen.sampling.seed}, {"threads", l.engine->n_threads()},
+                          {"n_ctx", l.engine->n_ctx()}, {"load_ms", load_ms},
+                          {"time_to_first_token_ms", r.time_to_first_token_ms},
                           {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                           {"decode_tokens_per_s", r.decode_tokens_per_s}};
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());

@@ -26,6 +26,7 @@ Command add_inspect(CLI::App& app) {
     const StateArch& ar = s.arch;
     nlohmann::json j = {{"path", a->path},
                         {"tokens", s.size()},
+                        {"n_ctx", s.n_ctx},
                         {"bytes", bytes},
                         {"bytes_per_token", s.size() ? double(bytes) / double(s.size()) : 0.0},
                         {"model_fingerprint", s.model_fingerprint.hex()},
@@ -38,10 +39,10 @@ Command add_inspect(CLI::App& app) {
       std::printf("%s\n", j.dump().c_str());
       return 0;
     }
-    std::printf("%s\n  tokens            %lld\n  bytes             %lld (%.0f per token)\n"
+    std::printf("%s\n  tokens            %lld (context %lld)\n  bytes             %lld (%.0f per token)\n"
                 "  model fingerprint %s\n  cache dtype       %s\n  layers %d, heads %d, KV heads %d, head dim %d\n"
                 "  checksums         ok\n  token ids        ",
-                a->path.c_str(), (long long)s.size(), (long long)bytes, j["bytes_per_token"].get<double>(),
+                a->path.c_str(), (long long)s.size(), (long long)s.n_ctx, (long long)bytes, j["bytes_per_token"].get<double>(),
                 s.model_fingerprint.hex().c_str(), dtype_info(s.cache_type).name, ar.n_layer, ar.n_head, ar.n_head_kv,
                 ar.head_dim);
     for (size_t i = 0; i < s.tokens.size() && i < 32; ++i) std::printf(" %d", s.tokens[i]);

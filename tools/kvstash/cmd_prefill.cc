@@ -8,6 +8,7 @@
 #include "kvstash/error.h"
 #include "kvstash/prefix.h"
 #include "progress.h"
+#include "text_input.h"
 
 namespace kvstash::cli {
 
@@ -22,26 +23,30 @@ struct PrefillArgs {
 Command add_prefill(CLI::App& app) {
   auto a = std::make_shared<PrefillArgs>();
   CLI::App* sub = app.add_subcommand("prefill", "process a prefix once and save its attention state");
-  auto* file = sub->add_option("-f,--file", a->file, "prefix text file");
+  auto* file = sub->add_option("-f,--file", a->file, "prefix text file ('-': stdin)");
   auto* prompt = sub->add_option("-p,--prompt", a->prompt, "prefix text");
   file->excludes(prompt);
   sub->add_option("-o,--out", a->out, "state file to write (.kvs)")->required();
-  sub->add_flag("--json", a->json, "print prompt_tokens, bytes, seconds, tokens_per_s as JSON");
+  sub->add_flag("--json", a->json, "print prompt_tokens, n_ctx, bytes, seconds, tokens_per_s as JSON");
   add_model_options(*sub, a->model);
+  add_ctx_options(*sub, a->model,
+                  "KV cache size in tokens, recorded in the state (default: the prefix, up to the training context)");
   return [a, file, prompt]() {
     if (file->count() == 0 && prompt->count() == 0) throw Error(ErrorKind::InvalidArgument, "prefill needs --file or --prompt");
+    StateOutput out(a->out);  // a path that cannot be written fails here, before any work
     const std::string text = file->count() ? read_text_file(a->file) : a->prompt;
-    Loaded l = load(a->model);
+    Loaded l = load_model(a->model);
+    const std::vector<Token> tokens = prompt_tokens(l.model->tokenizer(), text);
+    start_engine(l, a->model, int64_t(tokens.size()), int64_t(tokens.size()), "prefix");
     Progress bar;
     const auto t0 = std::chrono::steady_clock::now();
-    const State state = process_prefix(*l.engine, text,
-                                       [&](int64_t done, int64_t total) { bar.update(done, total); });
+    const State state = process_prefix(*l.engine, tokens, [&](int64_t done, int64_t total) { bar.update(done, total); });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    save_state(state, a->out);
+    out.commit(state);
     const int64_t bytes = file_size(a->out);
     if (a->json) {
-      nlohmann::json j = {{"prompt_tokens", state.size()}, {"bytes", bytes}, {"seconds", seconds},
-                          {"tokens_per_s", double(state.size()) / seconds}, {"out", a->out}};
+      nlohmann::json j = {{"prompt_tokens", state.size()}, {"n_ctx", state.n_ctx}, {"bytes", bytes},
+                          {"seconds", seconds}, {"tokens_per_s", double(state.size()) / seconds}, {"out", a->out}};
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("%s: %lld tokens, %lld bytes, %.2f s (%.1f tokens/s)\n", a->out.c_str(),

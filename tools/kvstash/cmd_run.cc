@@ -4,16 +4,17 @@
 
 #include "commands.h"
 #include "common.h"
+#include "kvstash/error.h"
 #include "kvstash/prefix.h"
+#include "text_input.h"
 
 namespace kvstash::cli {
 
 namespace {
 struct RunArgs {
   ModelOptions model;
-  std::string prompt;
-  GenerateOptions gen;
-  bool seed_given = false;
+  GenerationArgs g;
+  std::string prompt, file;
   bool chat = false;
   bool json = false;
 };
@@ -26,21 +27,26 @@ std::string prompt_text(const Model& m, const std::string& prompt, bool chat) {
 Command add_run(CLI::App& app) {
   auto a = std::make_shared<RunArgs>();
   CLI::App* sub = app.add_subcommand("run", "generate text from a prompt");
-  sub->add_option("-p,--prompt", a->prompt, "prompt text (special-token text such as <|im_start|> is parsed)")->required();
-  sub->add_option("-n,--n-predict", a->gen.n_predict, "tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
+  auto* prompt = sub->add_option("-p,--prompt", a->prompt, "prompt text (special-token text such as <|im_start|> is parsed)");
+  auto* file = sub->add_option("-f,--file", a->file, "read the prompt from a text file ('-': stdin)");
+  file->excludes(prompt);
   sub->add_flag("--chat", a->chat, "wrap the prompt in the model's chat template as a user message");
   sub->add_flag("--json", a->json, "print one JSON object instead of streaming text");
+  add_generation_options(*sub, a->g);
   add_model_options(*sub, a->model);
-  add_sampling_options(*sub, a->gen.sampling, a->seed_given);
-  return [a]() {
-    if (!a->seed_given) a->gen.sampling.seed = random_seed();
-    validate(a->gen.sampling);
-    Loaded l = load(a->model);
-    const std::vector<Token> prompt = prompt_tokens(l.model->tokenizer(), prompt_text(*l.model, a->prompt, a->chat));
+  add_ctx_options(*sub, a->model, "KV cache size in tokens (default: prompt + -n, up to the training context)");
+  return [a, prompt, file]() {
+    if (prompt->count() == 0 && file->count() == 0) throw Error(ErrorKind::InvalidArgument, "run needs --prompt or --file");
+    resolve(a->g);
+    const std::string text = file->count() ? read_text_file(a->file) : a->prompt;
+    Loaded l = load_model(a->model);
+    const std::vector<Token> tokens = prompt_tokens(l.model->tokenizer(), prompt_text(*l.model, text, a->chat));
+    const int n = a->g.gen.n_predict;
+    start_engine(l, a->model, n < 0 ? -1 : int64_t(tokens.size()) + n, int64_t(tokens.size()), "prompt");
     Sequence seq = l.engine->new_sequence();
     std::function<void(const std::string&)> print;
     if (!a->json) print = print_now;
-    GenerateResult r = generate(*l.engine, seq, prompt, a->gen, print);
+    const GenerateResult r = generate(*l.engine, seq, tokens, a->g.gen, print);
     if (!a->json) {
       std::printf("\n");
       return 0;
@@ -49,8 +55,9 @@ Command add_run(CLI::App& app) {
                         {"text", r.text},
                         {"prompt_tokens", r.prompt_tokens},
                         {"stop_reason", r.stop_reason},
-                        {"seed", a->gen.sampling.seed},
+                        {"seed", a->g.gen.sampling.seed},
                         {"threads", l.engine->n_threads()},
+                        {"n_ctx", l.engine->n_ctx()},
                         {"time_to_first_token_ms", r.time_to_first_token_ms},
                         {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                         {"decode_tokens_per_s", r.decode_tokens_per_s}};

@@ -1,61 +1,93 @@
 #include "common.h"
 
-#include "kvstash/error.h"
-
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
-#include <thread>
+
+#include "context.h"
+#include "kvstash/error.h"
 
 namespace kvstash::cli {
 
-void add_model_options(CLI::App& app, ModelOptions& o) {
-  app.add_option("-m,--model", o.model, "GGUF model file (default: $KVSTASH_MODEL, else the set-up's model)");
-  app.add_option("-t,--threads", o.threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  app.add_option("-c,--ctx-size", o.ctx_size, "KV cache size in tokens (default: min(training context, 4096))")
-      ->check(CLI::NonNegativeNumber);
+namespace {
+uint64_t random_seed() {
+  std::random_device rd;
+  return (uint64_t(rd()) << 32) ^ rd();
 }
 
-void add_sampling_options(CLI::App& app, SamplingParams& p, bool& seed_given) {
+uint64_t parse_seed(const std::string& s) {
+  if (s == "-1") return random_seed();
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  if (s.empty() || s[0] < '0' || s[0] > '9' || *end != '\0' || errno == ERANGE)
+    throw Error(ErrorKind::InvalidArgument,
+                "--seed must be -1 (random) or a number from 0 to 18446744073709551615, got '" + s + "'");
+  return v;
+}
+}  // namespace
+
+void add_model_options(CLI::App& app, ModelOptions& o) {
+  app.add_option("-m,--model", o.model, "GGUF model file (default: $KVSTASH_MODEL, else the set-up's model)");
+  app.add_option("-t,--threads", o.threads, "threads (default: every available core; more are cut to that)");
+  app.add_flag("--threads-oversubscribe", o.threads_oversubscribe, "use --threads even beyond the cores available");
+}
+
+CLI::Option* add_ctx_options(CLI::App& app, ModelOptions& o, const std::string& ctx_help) {
+  CLI::Option* ctx = app.add_option("-c,--ctx-size", o.ctx_size, ctx_help);
+  app.add_flag("--ctx-beyond-training", o.ctx_beyond_training,
+               "allow a context beyond the model's training context (quality degrades there)");
+  return ctx;
+}
+
+void add_generation_options(CLI::App& app, GenerationArgs& g) {
+  SamplingParams& p = g.gen.sampling;
+  app.add_option("-n,--n-predict", g.gen.n_predict, "tokens to generate; -1: until end of generation or a full context")
+      ->capture_default_str();
+  app.add_flag("--ignore-eos", g.gen.ignore_eos, "never stop at an end-of-generation token");
+  app.add_option("-r,--reverse-prompt", g.gen.stop,
+                 "stop when the text reaches this string, which is not printed (repeatable)");
   app.add_option("--temp", p.temperature, "temperature; 0 = greedy")->capture_default_str();
   app.add_option("--top-k", p.top_k, "top-k; 0 = off")->capture_default_str();
   app.add_option("--top-p", p.top_p, "top-p; 1 = off")->capture_default_str();
   app.add_option("--min-p", p.min_p, "min-p; 0 = off")->capture_default_str();
   app.add_option("--repeat-penalty", p.repeat_penalty, "repetition penalty; 1 = off")->capture_default_str();
   app.add_option("--repeat-last-n", p.repeat_last_n, "tokens the penalty looks back on")->capture_default_str();
-  app.add_option_function<uint64_t>("-s,--seed", [&p, &seed_given](uint64_t s) { p.seed = s, seed_given = true; },
-                                    "random seed (default: random, reported in --json)");
+  app.add_option("-s,--seed", g.seed, "random seed; -1 = random (reported in --json)")
+      ->type_name("INT")
+      ->capture_default_str();
 }
 
-Loaded load(const ModelOptions& o) {
+void resolve(GenerationArgs& g) {
+  if (g.gen.n_predict < -1)
+    throw Error(ErrorKind::InvalidArgument,
+                "-n must be -1 (until end of generation or a full context) or >= 0, got " + std::to_string(g.gen.n_predict));
+  g.gen.sampling.seed = parse_seed(g.seed);
+  validate(g.gen.sampling);
+}
+
+Loaded load_model(const ModelOptions& o) {
+  if (o.ctx_size < 0) throw Error(ErrorKind::InvalidArgument, "--ctx-size must be >= 0, got " + std::to_string(o.ctx_size));
+  const int threads = thread_count(o.threads, o.threads_oversubscribe);
   Loaded l;
   l.model = Model::load(o.model.empty() ? default_model_path() : o.model);
-  EngineOptions eo;
-  eo.n_ctx = o.ctx_size;
-  l.threads = std::make_unique<ThreadPool>(o.threads > 0 ? o.threads : int(std::max(1u, std::thread::hardware_concurrency())));
-  l.engine = std::make_unique<Engine>(*l.model, *l.threads, eo);
+  l.threads = std::make_unique<ThreadPool>(threads);
   return l;
 }
 
-uint64_t random_seed() {
-  std::random_device rd;
-  return (uint64_t(rd()) << 32) ^ rd();
+void start_engine(Loaded& l, const ModelOptions& o, int64_t wanted, int64_t must_fit, const std::string& what) {
+  EngineOptions eo;
+  eo.n_ctx = context_size({.ctx_size = o.ctx_size, .beyond_training = o.ctx_beyond_training,
+                           .n_ctx_train = l.model->config().n_ctx_train, .wanted = wanted,
+                           .must_fit = must_fit, .what = what});
+  l.engine = std::make_unique<Engine>(*l.model, *l.threads, eo);
 }
 
 void print_now(const std::string& text) {
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fflush(stdout);
-}
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorKind::NotFound, "cannot open text file '" + path + "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw Error(ErrorKind::IOError, "cannot read text file '" + path + "'");
-  return ss.str();
 }
 
 int64_t file_size(const std::string& path) { return int64_t(std::filesystem::file_size(path)); }

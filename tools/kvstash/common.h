@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kvstash/engine.h"
+#include "kvstash/generate.h"
 #include "kvstash/model.h"
 #include "kvstash/sampler.h"
 
@@ -12,25 +13,39 @@ namespace kvstash::cli {
 
 struct ModelOptions {
   std::string model;  // empty: default_model_path()
-  int threads = 0;
-  int64_t ctx_size = 0;
+  int threads = 0;    // 0: every core this process may run on
+  bool threads_oversubscribe = false;
+  int64_t ctx_size = 0;  // 0: sized to the work
+  bool ctx_beyond_training = false;
 };
 
+// -m, -t, --threads-oversubscribe.
 void add_model_options(CLI::App& app, ModelOptions& o);
-void add_sampling_options(CLI::App& app, SamplingParams& p, bool& seed_given);
+// -c/--ctx-size (with the given help text; returned) and --ctx-beyond-training.
+CLI::Option* add_ctx_options(CLI::App& app, ModelOptions& o, const std::string& ctx_help);
 
-// A loaded model with an engine over it.
+// What run and generate share: -n, --ignore-eos, -r, and the sampling flags (--seed -1 = random).
+struct GenerationArgs {
+  GenerateOptions gen;
+  std::string seed = "-1";
+};
+void add_generation_options(CLI::App& app, GenerationArgs& g);
+// Validates -n and the sampling flags and draws the seed if it is -1.
+void resolve(GenerationArgs& g);
+
+// A model, a thread pool and (after start_engine) an engine over them.
 struct Loaded {
   std::unique_ptr<Model> model;
   std::unique_ptr<ThreadPool> threads;
   std::unique_ptr<Engine> engine;
 };
-Loaded load(const ModelOptions& o);
+// Loads the model and starts the threads (capped at the cores available unless oversubscribed).
+Loaded load_model(const ModelOptions& o);
+// Creates the engine with the context that context_size() picks.
+void start_engine(Loaded& l, const ModelOptions& o, int64_t wanted, int64_t must_fit, const std::string& what);
 
-uint64_t random_seed();
 // Writes generated text to stdout as it arrives.
 void print_now(const std::string& text);
-std::string read_text_file(const std::string& path);  // throws Error naming the file
 int64_t file_size(const std::string& path);
 
 }  // namespace kvstash::cli
