@@ -32,20 +32,11 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
-// Runs fn, turning the standard library's exceptions into kinds (std::bad_alloc ->
-// ResourceExhausted, std::filesystem::filesystem_error -> IOError or NotFound, std::length_error ->
-// ResourceExhausted, anything else std::exception -> Internal). Error passes through unchanged.
-template <class Fn>
-auto with_error_kinds(Fn&& fn) -> decltype(fn());
-[[noreturn]] void rethrow_as_error();  // inside a catch block: the current exception as an Error
-
-template <class Fn>
-auto with_error_kinds(Fn&& fn) -> decltype(fn()) {
-  try {
-    return fn();
-  } catch (...) {
-    rethrow_as_error();
-  }
-}
+// Inside a catch block: rethrows the current exception as an Error, turning the standard
+// library's into kinds (std::bad_alloc and std::length_error -> ResourceExhausted,
+// std::filesystem::filesystem_error -> NotFound or IOError, other std::system_error -> IOError,
+// anything else -> Internal). An Error passes through unchanged. For the boundaries (CLI, server,
+// Python module), so that no caller sees "std::bad_alloc".
+[[noreturn]] void rethrow_as_error();
 
 }  // namespace kvstash
