@@ -8,12 +8,13 @@
 #include <gtest/gtest.h>
 
 #include "kvstash/kernels.h"
+#include "tensor/cpu_features.h"
 #include "tensor/kernel_test_util.h"
 
 namespace kvstash {
 namespace {
 
-bool has_f16c() { return __builtin_cpu_supports("f16c"); }
+bool has_f16c() { return detail::cpu_features().f16c; }
 
 __attribute__((target("f16c"))) uint32_t hw_f16_to_f32_bits(uint16_t h) {
   const float f = _cvtsh_ss(h);

@@ -6,16 +6,15 @@
 
 #include "kvstash/error.h"
 #include "kvstash/kernels.h"
+#include "tensor/cpu_features.h"
 #include "tensor/kernels_impl.h"
 
 namespace kvstash {
 
 SimdLevel Kernels::best_level() {
   static const SimdLevel best = [] {
-    __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                      __builtin_cpu_supports("f16c");
-    return avx2 ? SimdLevel::AVX2 : SimdLevel::Scalar;
+    const detail::CpuFeatures f = detail::cpu_features();
+    return f.avx2 && f.fma && f.f16c ? SimdLevel::AVX2 : SimdLevel::Scalar;
   }();
   return best;
 }

@@ -277,7 +277,7 @@ TEST(AttentionHelpers, ScalarAndAvx2GiveIdenticalBits) {
       std::vector<float> y0 = c.b, y1 = c.b;
       scalar().axpy_f16(c.alpha, c.h.data(), y0.data(), n);
       avx2.axpy_f16(c.alpha, c.h.data(), y1.data(), n);
-      ASSERT_EQ(0, std::memcmp(y0.data(), y1.data(), y0.size() * sizeof(float))) << n;
+      ASSERT_TRUE(n == 0 || std::memcmp(y0.data(), y1.data(), y0.size() * sizeof(float)) == 0) << n;
     }
 }
 
