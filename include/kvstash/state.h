@@ -78,12 +78,12 @@ State snapshot(const Model& model, const Sequence& seq, int64_t n_ctx, const flo
 // keeps state.logits to sample the first new token (no forward pass is needed for it).
 void restore(const State& state, const Model& model, int64_t n_ctx, Sequence& seq);
 
-// A .kvs file about to be written: the temp file "<path>.tmp.<pid>.<n>" is created in the
-// target's directory at construction, so a missing or read-only directory fails before any work
-// (kinds NotFound, IOError, InvalidArgument). commit() writes, fsyncs, renames it over `path` and
-// fsyncs the directory; until then `path` is untouched. An uncommitted temp file is removed by the
-// destructor, on SIGINT/SIGTERM (the signal then takes its default action), and — if its process
-// died — by the next StateOutput in that directory.
+// A .kvs file about to be written: the temp file "<path>.kvstash-tmp.<pid>.<n>.<host>" is created
+// in the target's directory at construction, so a missing or read-only directory fails before any
+// work (kinds NotFound, IOError, InvalidArgument). commit() writes, fsyncs, renames it over `path`
+// and fsyncs the directory; until then `path` is untouched. An uncommitted temp file is removed by
+// the destructor, on SIGINT/SIGTERM (the signal then takes its previous action), and — if its
+// process died — by the next StateOutput in that directory on the same host.
 class StateOutput {
  public:
   explicit StateOutput(const std::string& path);

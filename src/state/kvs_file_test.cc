@@ -425,8 +425,11 @@ TEST_F(StateFile, InterruptedSaveLeavesNoTempFile) {
     const auto entries = std::distance(fs::directory_iterator(dir_), fs::directory_iterator());
     EXPECT_EQ(entries, sig == SIGKILL ? 1 : 0);
   }
+  // Another host's temp file in a shared directory: its process cannot be checked from here.
+  write(path("u.kvs.kvstash-tmp.4194303.0.another-host"), "x");
   save_state(make_state(2), path("t.kvs"));
-  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1) << "stale temp file kept";
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 2) << "stale temp file kept";
+  EXPECT_TRUE(fs::exists(path("u.kvs.kvstash-tmp.4194303.0.another-host")));
 }
 
 }  // namespace

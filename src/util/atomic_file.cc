@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cctype>
 #include <climits>
 #include <cstring>
 #include <filesystem>
@@ -79,7 +80,21 @@ void unregister_temp(int slot) {
 
 bool process_is_dead(long pid) { return pid > 0 && ::kill(pid_t(pid), 0) != 0 && errno == ESRCH; }
 
-// Removes "<name>.kvstash-tmp.<pid>.<n>" files in dir whose process no longer exists.
+// This machine's name, fit for a file name. A directory shared over the network holds temp files
+// of other machines, whose processes cannot be checked from here.
+const std::string& host_name() {
+  static const std::string name = [] {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return std::string("localhost");
+    std::string s;
+    for (const char* c = buf; *c; ++c) s += std::isalnum(static_cast<unsigned char>(*c)) || *c == '-' ? *c : '_';
+    return s.empty() ? std::string("localhost") : s;
+  }();
+  return name;
+}
+
+// Removes "<name>.kvstash-tmp.<pid>.<n>.<host>" files in dir that a process of this machine left
+// and that no longer exists.
 void remove_stale_temps(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) return;
@@ -88,7 +103,10 @@ void remove_stale_temps(const std::string& dir) {
     if (!at) continue;
     char* end = nullptr;
     const long pid = std::strtol(at + std::strlen(kTempMarker), &end, 10);
-    if (end == nullptr || *end != '.' || pid == long(::getpid()) || !process_is_dead(pid)) continue;
+    if (end == nullptr || *end != '.') continue;
+    const char* host = std::strchr(end + 1, '.');
+    if (host == nullptr || host_name() != host + 1) continue;
+    if (pid == long(::getpid()) || !process_is_dead(pid)) continue;
     ::unlinkat(::dirfd(d), e->d_name, 0);
   }
   ::closedir(d);
@@ -112,7 +130,7 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
                 path + ": cannot write here: directory " + dir + ": " + std::strerror(errno));
   install_handlers();
   remove_stale_temps(dir);
-  tmp_ = path + kTempMarker + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  tmp_ = path + kTempMarker + std::to_string(::getpid()) + "." + std::to_string(counter++) + "." + host_name();
   slot_ = register_temp(tmp_);  // before the file exists: a signal never misses it
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) {

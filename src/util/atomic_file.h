@@ -9,9 +9,9 @@ namespace kvstash {
 
 class AtomicFile {
  public:
-  // Creates "<path>.kvstash-tmp.<pid>.<n>" at once, so an unwritable target fails before any
-  // work (NotFound for a missing directory, InvalidArgument for a directory as target, IOError
-  // otherwise). Removes temp files that dead processes left in that directory first.
+  // Creates "<path>.kvstash-tmp.<pid>.<n>.<host>" at once, so an unwritable target fails before
+  // any work (NotFound for a missing directory, InvalidArgument for a directory as target, IOError
+  // otherwise). Removes temp files that dead processes of this host left in that directory first.
   explicit AtomicFile(const std::string& path);
   // Removes the temp file unless committed.
   ~AtomicFile();
