@@ -15,7 +15,6 @@ namespace {
 using nlohmann::json;
 using testing::cli;
 using testing::cli_error;
-using testing::exit_code_of;
 using testing::shared_state;
 
 json cli_json(const std::string& args) {
@@ -67,7 +66,7 @@ TEST(CliContext, PrefixBeyondTheTrainingContextIsRefusedBeforeTheWork) {
   // About 10,000 tokens: refused after tokenizing, before any forward pass.
   const std::string text = repeated_corpus_file("cli_context_huge.txt", 42000);
   const testing::CliError e = cli_error("prefill --file " + text + " --out " + ::testing::TempDir() + "huge.kvs");
-  EXPECT_EQ(e.exit_code, exit_code_of(ErrorKind::InvalidArgument));
+  EXPECT_EQ(e.exit_code, exit_code(ErrorKind::InvalidArgument));
   EXPECT_NE(e.line.find("--ctx-beyond-training"), std::string::npos) << e.line;  // says how to override
   EXPECT_LT(e.seconds, 5.0);
 }

@@ -13,9 +13,8 @@ namespace kvstash {
 namespace {
 
 using testing::cli_error;
-using testing::exit_code_of;
 
-const int kInvalid = exit_code_of(ErrorKind::InvalidArgument);
+const int kInvalid = exit_code(ErrorKind::InvalidArgument);
 
 std::string temp_path(const std::string& name) { return ::testing::TempDir() + name; }
 
@@ -59,8 +58,8 @@ TEST(CliErrors, TextFileKinds) {
   std::filesystem::create_directories(dir);
   EXPECT_EQ(cli_error("run --file " + dir).exit_code, kInvalid);
   EXPECT_EQ(cli_error("prefill --file " + dir + " --out " + temp_path("d.kvs")).exit_code, kInvalid);
-  EXPECT_EQ(cli_error("run --file /nonexistent/prompt.txt").exit_code, exit_code_of(ErrorKind::NotFound));
-  EXPECT_EQ(cli_error("perplexity --file /nonexistent.txt").exit_code, exit_code_of(ErrorKind::NotFound));
+  EXPECT_EQ(cli_error("run --file /nonexistent/prompt.txt").exit_code, exit_code(ErrorKind::NotFound));
+  EXPECT_EQ(cli_error("perplexity --file /nonexistent.txt").exit_code, exit_code(ErrorKind::NotFound));
   // A model file given as text is refused from its first bytes.
   const testing::CliError binary = cli_error("prefill --file " KVSTASH_DEFAULT_MODEL " --out " + temp_path("b.kvs"));
   EXPECT_EQ(binary.exit_code, kInvalid);
@@ -88,10 +87,10 @@ TEST(CliErrors, UnwritableOutFailsBeforeAnyWork) {
   cases.push_back({(access(ro.c_str(), W_OK) == 0 ? std::string("/sys") : ro) + "/x.kvs", ErrorKind::IOError});
   for (const Case& c : cases) {
     const testing::CliError e = cli_error("prefill --file " + text + " --out " + c.out + no_model);
-    EXPECT_EQ(e.exit_code, exit_code_of(c.kind)) << c.out << ": " << e.line;
+    EXPECT_EQ(e.exit_code, exit_code(c.kind)) << c.out << ": " << e.line;
     EXPECT_LT(e.seconds, 1.0) << c.out;
     // With the real model it fails just as fast: no prefill runs.
-    EXPECT_EQ(cli_error("prefill --file " + text + " --out " + c.out).exit_code, exit_code_of(c.kind));
+    EXPECT_EQ(cli_error("prefill --file " + text + " --out " + c.out).exit_code, exit_code(c.kind));
   }
   EXPECT_TRUE(std::filesystem::is_empty(ro));  // no temp file left behind
 }
@@ -103,7 +102,7 @@ TEST(CliErrors, ContextBeyondTrainingNeedsTheOverride) {
   EXPECT_EQ(ok.exit_code, 0) << ok.out;
   // Far too big: a clean one-line refusal, never std::bad_alloc.
   const int code = cli_error("run --prompt hi -n 1 --ctx-beyond-training -c 100000000").exit_code;
-  EXPECT_TRUE(code == kInvalid || code == exit_code_of(ErrorKind::ResourceExhausted)) << code;
+  EXPECT_TRUE(code == kInvalid || code == exit_code(ErrorKind::ResourceExhausted)) << code;
 }
 
 }  // namespace

@@ -16,14 +16,9 @@ namespace {
 
 using nlohmann::json;
 using testing::cli;
+using testing::cli_json;
 using testing::run_command;
 using testing::shared_state;
-
-json cli_json(const std::string& args) {
-  testing::CommandResult r = run_command(cli() + " " + args, false);
-  EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.out;
-  return json::parse(r.out);
-}
 
 const char* kFrance = "The capital of France is";  // greedy: " Paris.\n\nThe United States has a population ..."
 

@@ -13,15 +13,8 @@ namespace {
 
 using testing::cli;
 using testing::cli_error;
-using testing::exit_code_of;
 using testing::run_command;
 using nlohmann::json;
-
-json run_json(const std::string& args) {
-  testing::CommandResult r = run_command(cli() + " " + args, false);
-  EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.out;
-  return json::parse(r.out);
-}
 
 // A copy of the default model with one byte string replaced by another of the same length.
 std::string patched_model(const std::string& name, const std::string& from, const std::string& to,
@@ -38,7 +31,7 @@ std::string patched_model(const std::string& name, const std::string& from, cons
 }
 
 TEST(Cli, RunJsonHasTheDocumentedFields) {
-  json j = run_json("run --prompt 'The capital of France is' -n 12 --temp 0 --json");
+  json j = testing::cli_json("run --prompt 'The capital of France is' -n 12 --temp 0 --json");
   for (const char* key : {"tokens", "text", "prompt_tokens", "time_to_first_token_ms", "prefill_tokens_per_s",
                           "decode_tokens_per_s", "seed", "stop_reason"})
     EXPECT_TRUE(j.contains(key)) << key;
@@ -51,9 +44,9 @@ TEST(Cli, RunJsonHasTheDocumentedFields) {
 TEST(Cli, GreedyIsTheSameForEveryThreadCount) {
   // More threads than cores only if the user insists (the machine may have two).
   const std::string args = "run --prompt 'Once upon a time' -n 24 --temp 0 --json --threads-oversubscribe";
-  json a = run_json(args + " --threads 1");
-  json b = run_json(args + " --threads 2");
-  json c = run_json(args + " --threads 3");
+  json a = testing::cli_json(args + " --threads 1");
+  json b = testing::cli_json(args + " --threads 2");
+  json c = testing::cli_json(args + " --threads 3");
   EXPECT_EQ(c["threads"], 3);
   EXPECT_EQ(a["tokens"], b["tokens"]);
   EXPECT_EQ(a["tokens"], c["tokens"]);
@@ -61,29 +54,29 @@ TEST(Cli, GreedyIsTheSameForEveryThreadCount) {
 
 TEST(Cli, SeededSamplingRepeatsAcrossProcessesAndThreads) {
   const std::string args = "run --prompt 'My favourite animal is' -n 32 --temp 1.0 --seed 99 --json";
-  json a = run_json(args + " --threads 1");
-  json b = run_json(args + " --threads 3 --threads-oversubscribe");
-  json c = run_json("run --prompt 'My favourite animal is' -n 32 --temp 1.0 --seed 100 --json");
+  json a = testing::cli_json(args + " --threads 1");
+  json b = testing::cli_json(args + " --threads 3 --threads-oversubscribe");
+  json c = testing::cli_json("run --prompt 'My favourite animal is' -n 32 --temp 1.0 --seed 100 --json");
   EXPECT_EQ(a["tokens"], b["tokens"]);
   EXPECT_EQ(a["seed"], 99);
   EXPECT_NE(a["tokens"], c["tokens"]);
 }
 
 TEST(Cli, ChatTemplateWrapsThePrompt) {
-  json j = run_json("run --chat --prompt 'What is 2+2?' -n 8 --temp 0 --json");
+  json j = testing::cli_json("run --chat --prompt 'What is 2+2?' -n 8 --temp 0 --json");
   // <|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n
   EXPECT_GT(j["prompt_tokens"].get<int>(), 10);
 }
 
 TEST(Cli, TokenizeJson) {
-  json j = run_json("tokenize --prompt 'Hello world' --json");
+  json j = testing::cli_json("tokenize --prompt 'Hello world' --json");
   EXPECT_EQ(j["tokens"], json::parse("[19556, 905]"));
 }
 
 TEST(Cli, PerplexityJson) {
   const std::string text = ::testing::TempDir() + "ppl.txt";
   std::ofstream(text) << testing::corpus_text().substr(0, 3000);
-  json j = run_json("perplexity --file " + text + " -c 128 --json");
+  json j = testing::cli_json("perplexity --file " + text + " -c 128 --json");
   EXPECT_GT(j["tokens"].get<int>(), 300);
   EXPECT_GT(j["perplexity"].get<double>(), 1.0);
   EXPECT_LT(j["perplexity"].get<double>(), 100.0);
@@ -102,36 +95,36 @@ TEST(Cli, HelpOnEverySubcommand) {
 }
 
 TEST(CliBadInput, MissingModelFile) {
-  EXPECT_EQ(cli_error("run --prompt hi --model /nonexistent.gguf").exit_code, exit_code_of(ErrorKind::NotFound));
+  EXPECT_EQ(cli_error("run --prompt hi --model /nonexistent.gguf").exit_code, exit_code(ErrorKind::NotFound));
 }
 
 TEST(CliBadInput, UnknownArchitecture) {
   const std::string m = patched_model("arch.gguf", "llama.block_count", "llamX.block_count");
   // general.architecture still says llama, so the llama keys are now missing...
-  EXPECT_EQ(cli_error("run --prompt hi --model " + m).exit_code, exit_code_of(ErrorKind::NotFound));
+  EXPECT_EQ(cli_error("run --prompt hi --model " + m).exit_code, exit_code(ErrorKind::NotFound));
   const std::string g = patched_model("arch2.gguf", std::string("\x05\0\0\0\0\0\0\0llama", 13),
                                       std::string("\x05\0\0\0\0\0\0\0gemma", 13));
-  EXPECT_EQ(cli_error("run --prompt hi --model " + g).exit_code, exit_code_of(ErrorKind::NotSupported));
+  EXPECT_EQ(cli_error("run --prompt hi --model " + g).exit_code, exit_code(ErrorKind::NotSupported));
 }
 
 TEST(CliBadInput, UnsupportedTensorType) {
   // Tensor info: name, u32 n_dims (2), 2 x u64 dims, then the u32 type: make it 99.
   const std::string m = patched_model("type.gguf", "blk.0.attn_q.weight", "", 4 + 16, std::string("\x63\0\0\0", 4));
-  EXPECT_EQ(cli_error("run --prompt hi --model " + m).exit_code, exit_code_of(ErrorKind::NotSupported));
+  EXPECT_EQ(cli_error("run --prompt hi --model " + m).exit_code, exit_code(ErrorKind::NotSupported));
 }
 
 TEST(CliBadInput, MissingTokenizerMetadata) {
   const std::string m = patched_model("tok.gguf", "tokenizer.ggml.tokens", "tokenizer.ggml.tokenX");
-  EXPECT_EQ(cli_error("run --prompt hi --model " + m).exit_code, exit_code_of(ErrorKind::NotFound));
+  EXPECT_EQ(cli_error("run --prompt hi --model " + m).exit_code, exit_code(ErrorKind::NotFound));
 }
 
 TEST(CliBadInput, PromptLongerThanContext) {
   EXPECT_EQ(cli_error("run --ctx-size 8 --prompt 'one two three four five six seven eight nine ten'").exit_code,
-            exit_code_of(ErrorKind::ResourceExhausted));
+            exit_code(ErrorKind::ResourceExhausted));
 }
 
 TEST(CliBadInput, BadSamplingParameter) {
-  EXPECT_EQ(cli_error("run --prompt hi --top-p 2").exit_code, exit_code_of(ErrorKind::InvalidArgument));
+  EXPECT_EQ(cli_error("run --prompt hi --top-p 2").exit_code, exit_code(ErrorKind::InvalidArgument));
 }
 
 }  // namespace

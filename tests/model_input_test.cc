@@ -5,7 +5,7 @@
 #include <fstream>
 #include <iterator>
 
-#include "gguf/gguf_builder_test_util.h"
+#include "gguf_builder.h"
 #include "kvstash/kvstash.h"  // the umbrella header compiles on its own
 #include "test_util.h"
 

@@ -120,10 +120,9 @@ TEST(StateExactness, PromptDivergingInsideTheCacheReusesTheCommonPrefix) {
 
 // Runs the CLI with args that must fail with the exit code of `kind`; returns its one-line stderr.
 std::string fails_with(ErrorKind kind, const std::string& args) {
-  testing::CommandResult r = run_command(cli() + " " + args + " 2>&1 >/dev/null", false);
-  EXPECT_EQ(r.exit_code, exit_code(kind)) << args << "\n" << r.out;
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
-  return r.out;
+  const testing::CliError e = testing::cli_error(args);
+  EXPECT_EQ(e.exit_code, exit_code(kind)) << args << "\n" << e.line;
+  return e.line;
 }
 
 std::string read_bytes(const std::string& path) {

@@ -12,6 +12,8 @@
 
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "kvstash/error.h"
 #include "kvstash/model.h"
 
@@ -53,12 +55,11 @@ inline const std::string& corpus_text() {
 
 inline std::string cli() { return KVSTASH_CLI; }
 
-// Runs the CLI with args that must fail; returns its stderr, which must be exactly one line.
-inline std::string one_line_error(const std::string& args) {
-  CommandResult r = run_command(cli() + " " + args + " 2>&1 >/dev/null", false);
-  EXPECT_NE(r.exit_code, 0) << args;
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
-  return r.out;
+// Runs the CLI with args that must succeed and print one JSON object.
+inline nlohmann::json cli_json(const std::string& args) {
+  CommandResult r = run_command(cli() + " " + args, false);
+  EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.out;
+  return nlohmann::json::parse(r.out);
 }
 
 struct CliError {
@@ -79,9 +80,6 @@ inline CliError cli_error(const std::string& args) {
   EXPECT_EQ(r.out.rfind("kvstash: error: ", 0), 0u) << args << "\n" << r.out;
   return e;
 }
-
-// The exit status of an error kind (README, "Exit codes").
-inline int exit_code_of(ErrorKind kind) { return kvstash::exit_code(kind); }
 
 // A short state file made by `kvstash prefill` from the corpus's first 1,500 bytes, shared by the
 // tests (and by test processes: the name carries the CLI's build time, the write is atomic).

@@ -91,19 +91,4 @@ class Kernels {
 // or empty: best. Throws InvalidArgument for any other value, NotSupported for a level above best.
 SimdLevel parse_simd_level(const char* value, SimdLevel best);
 
-// The same operations on Kernels::active() (see the members above for the contracts).
-void quantize_activations(DType weight, const float* x, void* dst, int64_t n);
-float vec_dot(DType weight, int64_t n, const void* w_row, const void* act);
-void matmul_rows(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
-                 const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride);
-float dot_f32_f16(const float* a, const uint16_t* b, int64_t n);
-void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);
-float dot_f32(const float* a, const float* b, int64_t n);
-void attention_scores_f16(const float* q, const uint16_t* rows, int64_t n, int64_t dim, float scale,
-                          float* scores);
-void attention_values_f16(const float* p, const uint16_t* rows, int64_t n, int64_t dim, float* out);
-void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
-void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
-SimdLevel simd_level();  // Kernels::active().level()
-
 }  // namespace kvstash

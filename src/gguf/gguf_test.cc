@@ -11,7 +11,7 @@
 #include <random>
 
 #include "kvstash/error.h"
-#include "gguf/gguf_builder_test_util.h"
+#include "gguf_builder.h"
 
 namespace kvstash {
 namespace {

@@ -207,16 +207,15 @@ State Reader::read() {
 
   State s;
   StateArch& a = s.arch;
-  constexpr int64_t kMaxDim = 1 << 16, kMaxVocab = 1 << 24, kMaxTokens = int64_t(1) << 31;
-  a.n_layer = int(int_value(meta, "n_layer", kMaxDim));
-  a.n_head = int(int_value(meta, "n_head", kMaxDim));
-  a.n_head_kv = int(int_value(meta, "n_head_kv", kMaxDim));
-  a.head_dim = int(int_value(meta, "head_dim", kMaxDim));
-  a.n_rot = int(int_value(meta, "n_rot", kMaxDim));
-  a.n_vocab = int(int_value(meta, "n_vocab", kMaxVocab));
+  a.n_layer = int(int_value(meta, "n_layer", kMaxStateDim));
+  a.n_head = int(int_value(meta, "n_head", kMaxStateDim));
+  a.n_head_kv = int(int_value(meta, "n_head_kv", kMaxStateDim));
+  a.head_dim = int(int_value(meta, "head_dim", kMaxStateDim));
+  a.n_rot = int(int_value(meta, "n_rot", kMaxStateDim));
+  a.n_vocab = int(int_value(meta, "n_vocab", kMaxStateVocab));
   a.rope_base = float_value(meta, "rope_base");
   a.rope_linear_scale = float_value(meta, "rope_linear_scale");
-  const int64_t n_tokens = int_value(meta, "n_tokens", kMaxTokens - 1);
+  const int64_t n_tokens = int_value(meta, "n_tokens", KvPool::kMaxTokens);
   s.n_ctx = int_value(meta, "n_ctx", KvPool::kMaxTokens);
   if (const std::string& d = string_value(meta, "cache_dtype"); d != "f16")
     fail("unsupported cache_dtype " + quote(d, 64) + " (this kvstash reads 'f16')", ErrorKind::NotSupported);

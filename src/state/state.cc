@@ -67,10 +67,9 @@ StateArch state_arch(const ModelConfig& c) {
 void check_state(const State& s, const std::string& context, ErrorKind kind) {
   auto fail = [&](const std::string& what) { throw Error(kind, context + ": " + what); };
   const StateArch& a = s.arch;
-  constexpr int kMaxDim = 1 << 16, kMaxVocab = 1 << 24;
   if (a.n_layer <= 0 || a.n_head <= 0 || a.n_head_kv <= 0 || a.head_dim <= 0 || a.n_rot <= 0 ||
-      a.n_vocab <= 0 || a.n_layer > kMaxDim || a.n_head > kMaxDim || a.head_dim > kMaxDim ||
-      a.n_vocab > kMaxVocab || a.n_rot > a.head_dim || a.n_head % a.n_head_kv != 0 ||
+      a.n_vocab <= 0 || a.n_layer > kMaxStateDim || a.n_head > kMaxStateDim || a.head_dim > kMaxStateDim ||
+      a.n_vocab > kMaxStateVocab || a.n_rot > a.head_dim || a.n_head % a.n_head_kv != 0 ||
       !(std::isfinite(a.rope_base) && a.rope_base > 0) ||
       !(std::isfinite(a.rope_linear_scale) && a.rope_linear_scale > 0))
     fail("invalid architecture parameters");

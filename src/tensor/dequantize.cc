@@ -99,7 +99,7 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
       for (int64_t i = 0; i < n; ++i) dst[i] = s[i];
       return;
     }
-    case DType::F16: f16_to_f32_row(static_cast<const uint16_t*>(src), dst, n); return;
+    case DType::F16: Kernels::active().f16_to_f32_row(static_cast<const uint16_t*>(src), dst, n); return;
     case DType::BF16: {
       const uint16_t* s = static_cast<const uint16_t*>(src);
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);

@@ -81,7 +81,7 @@ TEST(QuantReference, ActivationQuantizationMatchesGgmlReferenceBytes) {
     const int64_t n = int64_t(r.floats.size());
     std::vector<uint8_t> out(row_bytes(r.type, n));
     ASSERT_EQ(out.size(), r.bytes.size());
-    quantize_activations(weight, r.floats.data(), out.data(), n);
+    Kernels::active().quantize_activations(weight, r.floats.data(), out.data(), n);
     for (size_t i = 0; i < out.size(); ++i)
       ASSERT_EQ(out[i], r.bytes[i]) << dtype_name(uint32_t(r.type)) << " byte " << i;
   }
@@ -107,11 +107,11 @@ TEST(QuantReference, UnsupportedTypesAndPartialBlocksAreRejected) {
   std::vector<float> out(256);
   EXPECT_THROW(dequantize_row(DType::Q2_K, buf.data(), out.data(), 256), Error);
   EXPECT_THROW(dequantize_row(DType::Q4_1, buf.data(), out.data(), 31), Error);
-  EXPECT_THROW(vec_dot(DType::Q3_K, 256, buf.data(), buf.data()), Error);
-  EXPECT_THROW(vec_dot(DType::Q5_0, 48, buf.data(), buf.data()), Error);
-  EXPECT_THROW(vec_dot(DType::Q4_K, 128, buf.data(), buf.data()), Error);
-  EXPECT_THROW(vec_dot(DType(42), 32, buf.data(), buf.data()), Error);
-  EXPECT_THROW(quantize_activations(DType::Q8_0, out.data(), buf.data(), 40), Error);
+  EXPECT_THROW(Kernels::active().vec_dot(DType::Q3_K, 256, buf.data(), buf.data()), Error);
+  EXPECT_THROW(Kernels::active().vec_dot(DType::Q5_0, 48, buf.data(), buf.data()), Error);
+  EXPECT_THROW(Kernels::active().vec_dot(DType::Q4_K, 128, buf.data(), buf.data()), Error);
+  EXPECT_THROW(Kernels::active().vec_dot(DType(42), 32, buf.data(), buf.data()), Error);
+  EXPECT_THROW(Kernels::active().quantize_activations(DType::Q8_0, out.data(), buf.data(), 40), Error);
 }
 
 }  // namespace

@@ -1,5 +1,4 @@
-// The kernel set of each SIMD level, the process's choice of one, and the free functions that
-// forward to that choice.
+// The kernel set of each SIMD level and the process's choice of one.
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -119,30 +118,5 @@ void Kernels::f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) const {
 void Kernels::f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) const {
   t_->f32_to_f16_row(src, dst, n);
 }
-
-// Free functions: the same operations on the process's kernels.
-SimdLevel simd_level() { return Kernels::active().level(); }
-void quantize_activations(DType weight, const float* x, void* dst, int64_t n) {
-  Kernels::active().quantize_activations(weight, x, dst, n);
-}
-float vec_dot(DType weight, int64_t n, const void* w_row, const void* act) {
-  return Kernels::active().vec_dot(weight, n, w_row, act);
-}
-void matmul_rows(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
-                 const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride) {
-  Kernels::active().matmul_rows(weight, cols, w, w_stride, r0, r1, act, act_stride, n, out, out_stride);
-}
-void attention_scores_f16(const float* q, const uint16_t* rows, int64_t n, int64_t dim, float scale,
-                          float* scores) {
-  Kernels::active().attention_scores_f16(q, rows, n, dim, scale, scores);
-}
-void attention_values_f16(const float* p, const uint16_t* rows, int64_t n, int64_t dim, float* out) {
-  Kernels::active().attention_values_f16(p, rows, n, dim, out);
-}
-float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) { return Kernels::active().dot_f32_f16(a, b, n); }
-void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) { Kernels::active().axpy_f16(alpha, x, y, n); }
-float dot_f32(const float* a, const float* b, int64_t n) { return Kernels::active().dot_f32(a, b, n); }
-void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) { Kernels::active().f16_to_f32_row(src, dst, n); }
-void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) { Kernels::active().f32_to_f16_row(src, dst, n); }
 
 }  // namespace kvstash
