@@ -13,7 +13,7 @@ LAYERS = [
     ("gguf", ["gguf.h"]),
     ("tokenizer", ["tokenizer.h"]),
     ("sampling", ["sampler.h"]),
-    ("kv", ["kv_cache.h"]),
+    ("kv", ["kv_budget.h", "kv_cache.h"]),
     ("model", ["model.h", "engine.h"]),
     ("state", ["state.h"]),
     ("codec", []),

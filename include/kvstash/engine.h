@@ -46,19 +46,33 @@ class Engine {
   int n_threads() const { return pool_.size(); }
   const Kernels& kernels() const { return k_; }
   KvPool& kv_pool() { return kv_; }
-  Sequence new_sequence() { return Sequence(kv_); }
+  // A sequence in this engine's pool; with a budget, it keeps at most budget + interval entries per
+  // layer and KV head (n_ctx must allow that many; SnapKV holds the whole prompt until end_prefill).
+  Sequence new_sequence(const KvBudget& budget = {}) { return Sequence(kv_, budget); }
 
   // Appends tokens (positions continue the sequence) and returns the logits: n_vocab floats for
   // the last token, or n * n_vocab with all_logits. Valid until the next call. Throws Error if the
   // sequence would exceed the context, a token is outside the vocabulary or the sequence belongs
   // to another engine's pool (the sequence is left as it was).
+  // A budgeted sequence evicts whenever it holds budget + interval entries, also inside a call;
+  // an error there (a fork whose pool lacks room for private copies) may leave it advanced by the
+  // chunks before the eviction point.
   const float* forward(Sequence& seq, const Token* tokens, int64_t n,
                        const ForwardOptions& options = {});
+  // Marks the end of a prompt: SnapKV makes its one selection here (running the observation
+  // window's tokens again to gather their attention); a no-op for other sequences. Invalidates the
+  // pointer forward returned (the last token's logits are unchanged: keep a copy).
+  void end_prefill(Sequence& seq);
 
  private:
   struct Scratch;
-  void layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention);
-  void attention(int il, const Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention);
+  static constexpr int64_t kGatherChunk = 256;  // tokens per pass while gathering attention (bounds scratch)
+  const float* forward_chunk(Sequence& seq, const Token* tokens, int64_t n, bool all_logits,
+                             std::vector<float>* attention, bool gather);
+  void check_fits(const Sequence& seq, int64_t n) const;
+  KeyRotator key_rotator() const;
+  void layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention, bool gather);
+  void attention(int il, Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention, bool gather);
   void matmul(const Weight& w, const float* x, int64_t n, float* out);
   void matmul(const Weight* const* ws, float* const* outs, int count, const float* x, int64_t n);  // count <= 3
 

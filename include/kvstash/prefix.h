@@ -18,12 +18,13 @@ namespace kvstash {
 std::vector<Token> prompt_tokens(const Tokenizer& tok, const std::string& text);
 
 // Runs the tokens through the model and snapshots the result (recording the engine's context).
-// progress(done, total) is called after every chunk.
+// progress(done, total) is called after every chunk. With a budget the sequence keeps at most
+// budget + interval entries per head (SnapKV selects when the prefix ends).
 State process_prefix(Engine& engine, const std::vector<Token>& tokens,
-                     const std::function<void(int64_t, int64_t)>& progress = {});
+                     const std::function<void(int64_t, int64_t)>& progress = {}, const KvBudget& budget = {});
 // The same for text, tokenized by prompt_tokens.
 State process_prefix(Engine& engine, const std::string& text,
-                     const std::function<void(int64_t, int64_t)>& progress = {});
+                     const std::function<void(int64_t, int64_t)>& progress = {}, const KvBudget& budget = {});
 
 struct Continuation {
   GenerateResult result;
@@ -38,16 +39,21 @@ class LoadedPrefix {
   LoadedPrefix(Engine& engine, const State& state);
 
   const std::string& text() const { return text_; }
-  int64_t size() const { return base_.size(); }
+  int64_t size() const { return base_.n_processed(); }  // tokens the state has read
 
-  // Continues the prefix text with `text`.
+  // Continues the prefix text with `text`. A budgeted state that has evicted entries cannot be cut
+  // back, so where prefix + text does not tokenize as the state's tokens followed by more, `text`
+  // is tokenized on its own and appended.
   Continuation generate(const std::string& text, const GenerateOptions& options,
                         const std::function<void(const std::string&)>& on_text = {});
-  // Generates after the given full token sequence, reusing the longest common prefix with the state.
+  // Generates after the given full token sequence, reusing the longest common prefix with the state
+  // (InvalidArgument if that means cutting a budgeted state that cannot be cut).
   Continuation generate_tokens(const std::vector<Token>& tokens, const GenerateOptions& options,
                                const std::function<void(const std::string&)>& on_text = {});
 
  private:
+  size_t common_prefix(const std::vector<Token>& tokens) const;
+  bool can_cut_to(size_t n) const;
   Engine& engine_;
   Sequence base_;
   std::vector<float> logits_;

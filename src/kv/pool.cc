@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <new>
 
 #include <unistd.h>
@@ -70,30 +71,61 @@ uint16_t* KvPool::v(int32_t b, int l, int h) { return &data_[offset(b, l, h, 1)]
 const uint16_t* KvPool::k(int32_t b, int l, int h) const { return &data_[offset(b, l, h, 0)]; }
 const uint16_t* KvPool::v(int32_t b, int l, int h) const { return &data_[offset(b, l, h, 1)]; }
 
+Sequence::Sequence(KvPool& pool, const KvBudget& budget) : pool_(&pool) {
+  if (!budget.enabled()) return;
+  validate(budget);
+  book_ = std::make_unique<EvictionBook>();
+  book_->budget = budget;
+  const size_t lanes = size_t(pool.shape().n_layer) * size_t(pool.shape().n_head_kv);
+  book_->entry.resize(lanes);
+  book_->score.resize(lanes);
+  book_->merged.assign(lanes, 0);
+  if (budget.policy != EvictionPolicy::SnapKV)
+    for (size_t l = 0; l < lanes; ++l) {
+      book_->entry[l].reserve(size_t(budget.budget + budget.interval));
+      book_->score[l].reserve(size_t(budget.budget + budget.interval));
+    }
+}
+
 Sequence::~Sequence() {
-  if (pool_) truncate(0);
+  if (pool_) clear();
 }
 
 Sequence::Sequence(Sequence&& o) noexcept
     : pool_(o.pool_), blocks_(std::move(o.blocks_)), tokens_(std::move(o.tokens_)),
-      positions_(std::move(o.positions_)) {
+      positions_(std::move(o.positions_)), used_(o.used_), book_(std::move(o.book_)) {
   o.blocks_.clear();
   o.tokens_.clear();
   o.positions_.clear();
+  o.used_ = 0;
 }
 
 Sequence& Sequence::operator=(Sequence&& o) noexcept {
   if (this != &o) {
-    truncate(0);
+    clear();
     pool_ = o.pool_;
     blocks_ = std::move(o.blocks_);
     tokens_ = std::move(o.tokens_);
     positions_ = std::move(o.positions_);
+    used_ = o.used_;
+    book_ = std::move(o.book_);
     o.blocks_.clear();
     o.tokens_.clear();
     o.positions_.clear();
+    o.used_ = 0;
   }
   return *this;
+}
+
+int32_t Sequence::next_position() const {
+  if (book_ && book_->budget.positions == PositionMode::Contiguous) return int32_t(used_);
+  return positions_.empty() ? 0 : positions_.back() + 1;
+}
+
+int64_t Sequence::room() const {
+  if (!book_ || (book_->budget.policy == EvictionPolicy::SnapKV && !book_->selected))
+    return std::numeric_limits<int64_t>::max();
+  return std::max<int64_t>(0, book_->budget.budget + book_->budget.interval - used_);
 }
 
 Sequence Sequence::fork() const {
@@ -101,34 +133,76 @@ Sequence Sequence::fork() const {
   s.blocks_ = blocks_;
   s.tokens_ = tokens_;
   s.positions_ = positions_;
+  s.used_ = used_;
+  if (book_) s.book_ = std::make_unique<EvictionBook>(*book_);
   for (int32_t b : blocks_) pool_->retain(b);
   return s;
 }
 
-void Sequence::truncate(int64_t n) {
-  if (n < 0 || n > size()) throw Error(ErrorKind::InvalidArgument, "cannot truncate a sequence of " + std::to_string(size()) +
-                                       " tokens to " + std::to_string(n));
+bool Sequence::can_truncate(int64_t n) const {
+  if (n < 0 || n > used_) return false;
+  if (!book_ || n == used_ || n == 0) return true;
+  const EvictionBook& b = *book_;
+  // Nothing evicted yet and no scores: slots are the stream, and cutting it loses nothing.
+  return used_ == n_processed() && !b.has_summary && !b.selected && !scores_attention(b.budget.policy);
+}
+
+void Sequence::drop_blocks_beyond(int64_t slots) {
   const int bt = pool_->shape().block_tokens;
-  const size_t keep = size_t((n + bt - 1) / bt);
+  const size_t keep = size_t((slots + bt - 1) / bt);
   while (blocks_.size() > keep) {
     pool_->release(blocks_.back());
     blocks_.pop_back();
   }
-  tokens_.resize(size_t(n));
-  positions_.resize(size_t(n));
+}
+
+void Sequence::clear() {
+  drop_blocks_beyond(0);
+  tokens_.clear();
+  positions_.clear();
+  used_ = 0;
+  if (book_) {
+    for (auto& e : book_->entry) e.clear();
+    for (auto& s : book_->score) s.clear();
+    std::fill(book_->merged.begin(), book_->merged.end(), 0);
+    book_->pinned = 0;
+    book_->has_summary = book_->selected = false;
+  }
+}
+
+void Sequence::truncate(int64_t n) {
+  if (!can_truncate(n))
+    throw Error(ErrorKind::InvalidArgument, "cannot truncate a sequence of " + std::to_string(used_) + " entries to " +
+                                                std::to_string(n) +
+                                                (n >= 0 && n <= used_ ? " (a budgeted sequence cannot drop entries it has scored or evicted)" : ""));
+  if (n == 0) return clear();
+  drop_blocks_beyond(n);
+  if (book_) {
+    for (auto& e : book_->entry) e.resize(size_t(n));
+    for (auto& s : book_->score) s.resize(size_t(n));
+  }
+  if (!book_ || used_ == n_processed()) {
+    tokens_.resize(size_t(n));
+    positions_.resize(size_t(n));
+  }
+  used_ = n;
 }
 
 int64_t Sequence::append(const Token* tokens, const int32_t* positions, int64_t n) {
-  const int64_t first = size();
+  const int64_t first = used_;
+  if (n > room())
+    throw Error(ErrorKind::Internal, "append of " + std::to_string(n) + " entries passes the next eviction point");
   for (int64_t i = 0; i < n; ++i)
     if (positions[i] < 0 || positions[i] >= kMaxPosition)
       throw Error(ErrorKind::InvalidArgument, "position " + std::to_string(positions[i]) + " is outside [0, " +
                                                   std::to_string(kMaxPosition) + ")");
+  if (n_processed() + n > int64_t(std::numeric_limits<int32_t>::max()))
+    throw Error(ErrorKind::InvalidArgument, "a sequence processes at most 2^31 - 1 tokens");
   const int bt = pool_->shape().block_tokens;
   const size_t need = size_t((first + n + bt - 1) / bt);
   const bool copy_last = first % bt != 0 && pool_->refcount(blocks_.back()) > 1;
   if (need - blocks_.size() + (copy_last ? 1 : 0) > size_t(pool_->free_blocks()))
-    throw Error(ErrorKind::ResourceExhausted, "KV cache is full: " + std::to_string(first + n) + " tokens do not fit in " +
+    throw Error(ErrorKind::ResourceExhausted, "KV cache is full: " + std::to_string(first + n) + " entries do not fit in " +
                 std::to_string(pool_->n_blocks() * bt) + "; raise --ctx-size");
   // The partly filled last block may be shared with a fork: write into a private copy.
   if (copy_last) {
@@ -137,8 +211,15 @@ int64_t Sequence::append(const Token* tokens, const int32_t* positions, int64_t 
     blocks_.back() = copy;
   }
   while (blocks_.size() < need) blocks_.push_back(pool_->allocate());
+  if (book_)
+    for (size_t l = 0; l < book_->entry.size(); ++l)
+      for (int64_t i = 0; i < n; ++i) {
+        book_->entry[l].push_back(int32_t(n_processed() + i));
+        book_->score[l].push_back(0.0f);
+      }
   tokens_.insert(tokens_.end(), tokens, tokens + n);
   positions_.insert(positions_.end(), positions, positions + n);
+  used_ += n;
   return first;
 }
 

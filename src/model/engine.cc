@@ -16,6 +16,8 @@ struct Engine::Scratch {
   std::vector<uint8_t> act;       // activations quantized for the weight type at hand
   std::vector<float> scores;      // per thread: one row of attention scores
   std::vector<int32_t> positions;
+  std::vector<float> gathered;      // budgeted: per new token and KV head, attention on each entry
+  std::vector<float> stream_logits; // budgeted with all_logits: the logits of every chunk
 };
 
 namespace {
@@ -91,15 +93,69 @@ const float* Engine::forward(Sequence& seq, const Token* tokens, int64_t n, cons
   if (n <= 0) throw Error(ErrorKind::InvalidArgument, "forward pass needs at least one token");
   if (&seq.pool() != &kv_)
     throw Error(ErrorKind::InvalidArgument, "forward pass: the sequence belongs to another engine");
-  if (seq.size() + n > n_ctx_)
-    throw Error(ErrorKind::ResourceExhausted, std::to_string(seq.size() + n) + " tokens do not fit the context of " +
-                                                  std::to_string(n_ctx_) + " tokens");
   if (int64_t(seq.next_position()) + n > int64_t(kMaxPosition))
     throw Error(ErrorKind::InvalidArgument, "positions past " + std::to_string(kMaxPosition) + " are not supported");
   for (int64_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= c.n_vocab)
       throw Error(ErrorKind::InvalidArgument, "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+  if (!seq.budgeted()) {
+    check_fits(seq, n);
+    return forward_chunk(seq, tokens, n, o.all_logits, o.attention, false);
+  }
+  if (o.attention) throw Error(ErrorKind::InvalidArgument, "attention reports are for sequences without a KV budget");
+  // Evictions fall at fixed token counts: split the batch there, so that results do not depend on
+  // how the caller split the input.
+  const bool gather = scores_attention(seq.book()->budget.policy);
+  const float* logits = nullptr;
+  for (int64_t at = 0; at < n;) {
+    if (seq.eviction_due()) seq.evict(key_rotator());  // a restored state may stop right at a point
+    const int64_t chunk = std::min({n - at, seq.room(), gather ? kGatherChunk : n});
+    check_fits(seq, chunk);
+    logits = forward_chunk(seq, tokens + at, chunk, o.all_logits, nullptr, gather);
+    if (o.all_logits) {
+      if (at == 0) s_->stream_logits.resize(size_t(n * c.n_vocab));
+      std::copy(logits, logits + chunk * c.n_vocab, s_->stream_logits.begin() + at * c.n_vocab);
+    }
+    at += chunk;
+  }
+  if (seq.eviction_due()) seq.evict(key_rotator());
+  return o.all_logits ? s_->stream_logits.data() : logits;
+}
 
+void Engine::end_prefill(Sequence& seq) {
+  const EvictionBook* b = seq.book();
+  if (!b || b->budget.policy != EvictionPolicy::SnapKV || b->selected) return;
+  if (seq.size() > b->budget.budget) {
+    // The observation window's queries are gone: run its tokens again (bitwise the same K/V and
+    // logits, by batch invariance), this time gathering their attention.
+    const int64_t w = std::min<int64_t>(b->budget.snapkv_window, seq.size());
+    const std::vector<Token> last(seq.tokens().end() - w, seq.tokens().end());
+    seq.truncate(seq.size() - w);
+    for (int64_t at = 0; at < w; at += kGatherChunk)
+      forward_chunk(seq, last.data() + at, std::min(kGatherChunk, w - at), false, nullptr, true);
+  }
+  seq.select_after_prefill(key_rotator());
+}
+
+KeyRotator Engine::key_rotator() const {
+  return [this](uint16_t* key, int32_t delta) {
+    const ModelConfig& c = model_.config();
+    std::vector<float> x(size_t(c.head_dim));
+    k_.f16_to_f32_row(key, x.data(), c.head_dim);
+    rope(x.data(), 1, c.head_dim, c.n_rot, delta, model_.rope_inv_freq());
+    k_.f32_to_f16_row(x.data(), key, c.head_dim);
+  };
+}
+
+void Engine::check_fits(const Sequence& seq, int64_t n) const {
+  if (seq.size() + n > n_ctx_)
+    throw Error(ErrorKind::ResourceExhausted, std::to_string(seq.size() + n) + " tokens do not fit the context of " +
+                                                  std::to_string(n_ctx_) + " tokens");
+}
+
+const float* Engine::forward_chunk(Sequence& seq, const Token* tokens, int64_t n, bool all_logits,
+                                   std::vector<float>* attention, bool gather) {
+  const ModelConfig& c = model_.config();
   Scratch& s = *s_;
   s.positions.resize(size_t(n));
   for (int64_t i = 0; i < n; ++i) s.positions[size_t(i)] = seq.next_position() + int32_t(i);
@@ -115,14 +171,15 @@ const float* Engine::forward(Sequence& seq, const Token* tokens, int64_t n, cons
   grow(s.gate, size_t(n * c.n_ff));
   grow(s.up, size_t(n * c.n_ff));
   grow(s.scores, size_t(pool_.size() * n_ctx_));
-  if (o.attention) o.attention->assign(size_t(n * seq.size()), 0.0f);
+  if (attention) attention->assign(size_t(n * seq.size()), 0.0f);
+  if (gather) grow(s.gathered, size_t(n * c.n_head_kv * seq.size()));
 
   const Weight& embd = model_.token_embd();
   for (int64_t t = 0; t < n; ++t)
     dequantize_row(embd.type, embd.row(tokens[t]), &s.x[size_t(t * c.n_embd)], c.n_embd);
-  for (int il = 0; il < c.n_layer; ++il) layer(il, seq, first, n, o.attention);
+  for (int il = 0; il < c.n_layer; ++il) layer(il, seq, first, n, attention, gather);
 
-  const int64_t n_out = o.all_logits ? n : 1;
+  const int64_t n_out = all_logits ? n : 1;
   const float* last = &s.x[size_t((n - n_out) * c.n_embd)];
   for (int64_t t = 0; t < n_out; ++t)
     rms_norm(last + t * c.n_embd, model_.output_norm().data(), c.n_embd, c.rms_eps,
@@ -132,7 +189,7 @@ const float* Engine::forward(Sequence& seq, const Token* tokens, int64_t n, cons
   return s.logits.data();
 }
 
-void Engine::layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention) {
+void Engine::layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention, bool gather) {
   const ModelConfig& c = model_.config();
   const LayerWeights& w = model_.layer(il);
   Scratch& s = *s_;
@@ -146,13 +203,13 @@ void Engine::layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<
     matmul(qkv, out, 3, s.xn.data(), n);
   }
   for (int64_t t = 0; t < n; ++t) {
-    const int32_t pos = seq.positions()[size_t(first + t)];
+    const int32_t pos = s.positions[size_t(t)];
     rope(&s.q[size_t(t * q_dim)], c.n_head, c.head_dim, c.n_rot, pos, model_.rope_inv_freq());
     rope(&s.k[size_t(t * kv_dim)], c.n_head_kv, c.head_dim, c.n_rot, pos, model_.rope_inv_freq());
     store_kv(k_, seq.pool(), seq.block_of(first + t), seq.slot_of(first + t), il, c.n_head_kv, c.head_dim,
              &s.k[size_t(t * kv_dim)], &s.v[size_t(t * kv_dim)]);
   }
-  this->attention(il, seq, first, n, attention);
+  this->attention(il, seq, first, n, attention, gather);
   matmul(w.wo, s.attn.data(), n, s.xn.data());
   for (int64_t i = 0; i < n * c.n_embd; ++i) s.x[size_t(i)] += s.xn[size_t(i)];
 
@@ -170,8 +227,8 @@ void Engine::layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<
 
 // Grouped-query causal attention: new token t sees entries 0..first+t of the sequence; query head
 // h reads KV head h / (n_head / n_head_kv). K and V come from the f16 cache.
-void Engine::attention(int il, const Sequence& seq, int64_t first, int64_t n,
-                       std::vector<float>* attention) {
+void Engine::attention(int il, Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention,
+                       bool gather) {
   const ModelConfig& c = model_.config();
   Scratch& s = *s_;
   const int group = c.n_head / c.n_head_kv;
@@ -196,6 +253,36 @@ void Engine::attention(int il, const Sequence& seq, int64_t first, int64_t n,
                            c.head_dim, out);
   };
 
+  if (gather) {
+    // Each (token, KV head) is one thread's: the attention of the group's query heads, summed in
+    // head order, then folded into the lane's scores token by token (a fixed order).
+    pool_.parallel_for(n * c.n_head_kv, [&](int64_t b, int64_t e, int thread) {
+      float* scores = &s.scores[size_t(thread * n_ctx_)];
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t t = i / c.n_head_kv;
+        const int kvh = int(i % c.n_head_kv);
+        float* row = &s.gathered[size_t(i * n_seq)];
+        std::fill(row, row + n_seq, 0.0f);
+        for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
+          one_head(t, h, scores);
+          for (int64_t j = 0; j <= first + t; ++j) row[j] += scores[j];
+        }
+      }
+    });
+    EvictionBook& book = *seq.book();
+    const bool last_only = book.budget.policy == EvictionPolicy::Tova;
+    for (int kvh = 0; kvh < c.n_head_kv; ++kvh) {
+      std::vector<float>& lane = book.score[size_t(il) * size_t(c.n_head_kv) + size_t(kvh)];
+      for (int64_t t = last_only ? n - 1 : 0; t < n; ++t) {
+        const float* row = &s.gathered[size_t((t * c.n_head_kv + kvh) * n_seq)];
+        if (last_only)
+          std::copy(row, row + n_seq, lane.begin());
+        else
+          for (int64_t j = 0; j <= first + t; ++j) lane[size_t(j)] += row[j];
+      }
+    }
+    return;
+  }
   if (!attention) {
     pool_.parallel_for(n * c.n_head, [&](int64_t b, int64_t e, int thread) {
       for (int64_t i = b; i < e; ++i)

@@ -92,7 +92,8 @@ GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>&
   if (o.n_predict < -1)
     throw Error(ErrorKind::InvalidArgument, "-n must be -1 (until end of generation or a full context) or >= 0, got " +
                                                 std::to_string(o.n_predict));
-  if (seq.size() + int64_t(prompt.size()) > engine.n_ctx())
+  // A budgeted sequence evicts as it goes; only a sequence that holds the whole prompt must fit it.
+  if (seq.room() == std::numeric_limits<int64_t>::max() && seq.size() + int64_t(prompt.size()) > engine.n_ctx())
     throw Error(ErrorKind::ResourceExhausted, "prompt of " + std::to_string(seq.size() + int64_t(prompt.size())) +
                 " tokens does not fit the context of " + std::to_string(engine.n_ctx()) + " tokens");
   const Tokenizer& tok = engine.model().tokenizer();
@@ -107,6 +108,12 @@ GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>&
   for (size_t at = 0; at < prompt.size(); at += size_t(o.prefill_chunk)) {
     const int64_t n = std::min<int64_t>(o.prefill_chunk, int64_t(prompt.size() - at));
     logits = engine.forward(seq, &prompt[at], n);
+  }
+  std::vector<float> prompt_logits;
+  if (!prompt.empty() && seq.book() && seq.book()->budget.policy == EvictionPolicy::SnapKV && !seq.book()->selected) {
+    prompt_logits.assign(logits, logits + n_vocab);
+    engine.end_prefill(seq);
+    logits = prompt_logits.data();
   }
   const double prefill_s = seconds_since(t0);
   if (!prompt.empty()) r.prefill_tokens_per_s = double(prompt.size()) / std::max(prefill_s, 1e-9);
@@ -129,7 +136,8 @@ GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>&
     history.push_back(next);
     if ((stopped = text.append(r.text, stream.push(next)))) break;
     if (unlimited || i + 1 < o.n_predict) {
-      if (seq.size() + 1 > engine.n_ctx()) {
+      // A budgeted sequence evicts before its slots run out; its stream has no end here.
+      if (seq.room() == std::numeric_limits<int64_t>::max() && seq.size() + 1 > engine.n_ctx()) {
         r.stop_reason = "context";
         break;
       }

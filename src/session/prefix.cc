@@ -1,6 +1,7 @@
 #include "kvstash/prefix.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "kvstash/error.h"
 
@@ -11,13 +12,13 @@ std::vector<Token> prompt_tokens(const Tokenizer& tok, const std::string& text) 
 }
 
 State process_prefix(Engine& engine, const std::vector<Token>& tokens,
-                     const std::function<void(int64_t, int64_t)>& progress) {
+                     const std::function<void(int64_t, int64_t)>& progress, const KvBudget& budget) {
   if (tokens.empty()) throw Error(ErrorKind::InvalidArgument, "prefix is empty");
-  if (int64_t(tokens.size()) > engine.n_ctx())
+  Sequence seq = engine.new_sequence(budget);
+  if (seq.room() == std::numeric_limits<int64_t>::max() && int64_t(tokens.size()) > engine.n_ctx())
     throw Error(ErrorKind::ResourceExhausted, "prefix of " + std::to_string(tokens.size()) +
                                                   " tokens does not fit the context of " +
                                                   std::to_string(engine.n_ctx()) + " tokens");
-  Sequence seq = engine.new_sequence();
   const float* logits = nullptr;
   constexpr size_t kChunk = 512;
   for (size_t at = 0; at < tokens.size(); at += kChunk) {
@@ -25,12 +26,14 @@ State process_prefix(Engine& engine, const std::vector<Token>& tokens,
     logits = engine.forward(seq, &tokens[at], n);
     if (progress) progress(int64_t(at) + n, int64_t(tokens.size()));
   }
-  return snapshot(engine.model(), seq, engine.n_ctx(), logits);
+  const std::vector<float> last(logits, logits + engine.model().config().n_vocab);
+  engine.end_prefill(seq);
+  return snapshot(engine.model(), seq, engine.n_ctx(), last.data());
 }
 
 State process_prefix(Engine& engine, const std::string& text,
-                     const std::function<void(int64_t, int64_t)>& progress) {
-  return process_prefix(engine, prompt_tokens(engine.model().tokenizer(), text), progress);
+                     const std::function<void(int64_t, int64_t)>& progress, const KvBudget& budget) {
+  return process_prefix(engine, prompt_tokens(engine.model().tokenizer(), text), progress, budget);
 }
 
 LoadedPrefix::LoadedPrefix(Engine& engine, const State& state)
@@ -43,18 +46,37 @@ LoadedPrefix::LoadedPrefix(Engine& engine, const State& state)
   text_ = tok.decode(body, true);
 }
 
+size_t LoadedPrefix::common_prefix(const std::vector<Token>& tokens) const {
+  const std::vector<Token>& cached = base_.tokens();
+  const size_t limit = std::min(cached.size(), tokens.size());
+  return size_t(std::mismatch(cached.begin(), cached.begin() + long(limit), tokens.begin()).first - cached.begin());
+}
+
+// Slots are the tokens read unless the state is budgeted and has evicted.
+bool LoadedPrefix::can_cut_to(size_t n) const {
+  return base_.size() == base_.n_processed() && base_.can_truncate(int64_t(n));
+}
+
 Continuation LoadedPrefix::generate(const std::string& text, const GenerateOptions& options,
                                     const std::function<void(const std::string&)>& on_text) {
-  return generate_tokens(prompt_tokens(engine_.model().tokenizer(), text_ + text), options, on_text);
+  const Tokenizer& tok = engine_.model().tokenizer();
+  std::vector<Token> tokens = prompt_tokens(tok, text_ + text);
+  const std::vector<Token>& cached = base_.tokens();
+  const bool extends = tokens.size() > cached.size() && std::equal(cached.begin(), cached.end(), tokens.begin());
+  if (!extends && !can_cut_to(std::min(common_prefix(tokens), tokens.size() - 1))) {
+    // Cannot cut back into an evicted budgeted state: append the text's own tokens.
+    tokens = cached;
+    const std::vector<Token> more = tok.encode(text, false, true);
+    tokens.insert(tokens.end(), more.begin(), more.end());
+  }
+  return generate_tokens(tokens, options, on_text);
 }
 
 Continuation LoadedPrefix::generate_tokens(const std::vector<Token>& tokens, const GenerateOptions& options,
                                            const std::function<void(const std::string&)>& on_text) {
   if (tokens.empty()) throw Error(ErrorKind::InvalidArgument, "prompt is empty");
   const std::vector<Token>& cached = base_.tokens();
-  const size_t limit = std::min(cached.size(), tokens.size());
-  size_t common = size_t(std::mismatch(cached.begin(), cached.begin() + long(limit), tokens.begin()).first -
-                         cached.begin());
+  size_t common = common_prefix(tokens);
   Sequence seq = base_.fork();
   Continuation c;
   if (common == tokens.size() && common == cached.size()) {
@@ -64,7 +86,13 @@ Continuation LoadedPrefix::generate_tokens(const std::vector<Token>& tokens, con
   }
   // The last token must be computed again for its logits when nothing new follows it.
   if (common == tokens.size()) --common;
-  seq.truncate(int64_t(common));
+  if (common < cached.size()) {
+    if (!can_cut_to(common))
+      throw Error(ErrorKind::InvalidArgument,
+                  "the prompt diverges from the budgeted state's tokens at token " + std::to_string(common) +
+                      ", and a budgeted state that has scored or evicted entries cannot be cut back");
+    seq.truncate(int64_t(common));
+  }
   c.reused_tokens = int64_t(common);
   c.result = kvstash::generate(engine_, seq, std::vector<Token>(tokens.begin() + long(common), tokens.end()),
                                options, on_text);
