@@ -3,12 +3,14 @@
 //   1: the harness first recomputes every tensor checksum and checksum.metadata, so that mutated
 //      payloads and metadata get past the checksums to the checks behind them;
 //   2: as 1, and the tensor directory and file size are first rebuilt from the metadata
-//      (kvs::tensor_layout), so that mutated dimensions reach the value checks.
+//      (kvs::tensor_layout, budgeted layouts included), so that mutated dimensions reach the value
+//      checks.
 // kvstash::Error is the expected outcome for bad input; anything else is a finding.
 #include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -52,13 +54,21 @@ bool rebuild_layout(json& header, std::vector<uint8_t>& buffer) {
       !meta_int(meta, "head_dim", 256, head_dim) || !meta_int(meta, "n_tokens", 1024, tokens) ||
       !meta_int(meta, "n_vocab", 1 << 16, vocab))
     return false;
-  if (4 * layers * heads_kv * head_dim * tokens + 4 * vocab > (1u << 20)) return false;  // K+V f16, logits
+  // A budgeted state (version 3, budget.policy set) keeps book.slots entries per layer and head.
+  std::optional<uint64_t> book_slots;
+  uint64_t kv = tokens;
+  if (meta.contains(kvs::kBudgetPolicy) && meta.value("format_version", json()) != "2") {
+    if (!meta_int(meta, kvs::kBookSlots, 1024, kv)) return false;
+    book_slots = kv;
+  }
+  if (4 * layers * heads_kv * head_dim * kv + 8 * layers * heads_kv * (kv + 1) + 4 * vocab > (1u << 20))
+    return false;  // K+V f16, the book, logits
   StateArch a;
   a.n_layer = int(layers);
   a.n_head_kv = int(heads_kv);
   a.head_dim = int(head_dim);
   json dir = {{"__metadata__", meta}};
-  const auto slots = kvs::tensor_layout(a, tokens, tokens > 0 ? vocab : 0);
+  const auto slots = kvs::tensor_layout(a, tokens, tokens > 0 ? vocab : 0, book_slots);
   for (const kvs::TensorSlot& t : slots)
     dir[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {t.begin, t.end}}};
   buffer.resize(size_t(slots.back().end));

@@ -1,5 +1,6 @@
 // Writes a few tiny valid .kvs files (small made-up architectures, so each stays far below the
-// fuzzer's -max_len) into the directory given: seeds for kvs_fuzz, via fuzz/make_corpus.py.
+// fuzzer's -max_len; unbudgeted and budgeted states) into the directory given: seeds for kvs_fuzz,
+// via fuzz/make_corpus.py.
 #include <cstdio>
 #include <string>
 
@@ -36,6 +37,46 @@ int main(int argc, char** argv) {
             s.mutable_v(l)[i] = uint16_t(0xbc00 + 5 * i + l);
           }
       }
+      save_state(s, std::string(argv[1]) + "/seed" + std::to_string(n++) + ".kvs");
+    }
+    // Budgeted states (format version 3): a book with a summary slot, and one with contiguous
+    // positions, so that mutations reach the book's checks.
+    for (int contiguous = 0; contiguous < 2; ++contiguous) {
+      State s;
+      s.arch = {2, 2, 1, 4, 4, 8, 10000.0f, 1.0f};
+      for (size_t i = 0; i < s.model_fingerprint.bytes.size(); ++i) s.model_fingerprint.bytes[i] = uint8_t(17 * i);
+      const int n_tokens = 9;
+      EvictionBook b;
+      b.budget.budget = 3;
+      b.budget.interval = 2;
+      b.budget.policy = contiguous ? EvictionPolicy::Sinks : EvictionPolicy::H2O;
+      b.budget.sinks = 1;
+      b.budget.summary = contiguous ? SummaryMode::None : SummaryMode::Mean;
+      b.budget.positions = contiguous ? PositionMode::Contiguous : PositionMode::Original;
+      b.pinned = contiguous ? 1 : 0;
+      b.has_summary = !contiguous;
+      // Slots: h2o [kept, kept, summary, new]; sinks [sink, recent ...].
+      const std::vector<std::vector<int32_t>> entries =
+          contiguous ? std::vector<std::vector<int32_t>>{{0, 6, 7, 8}, {0, 5, 7, 8}}
+                     : std::vector<std::vector<int32_t>>{{1, 5, -1, 8}, {4, 6, -1, 8}};
+      for (const auto& e : entries) {
+        b.entry.push_back(e);
+        b.score.push_back({0.5f, 1.25f, 0.0f, 2.0f});
+        b.merged.push_back(contiguous ? 0 : 6);
+      }
+      for (int i = 0; i < n_tokens; ++i) {
+        s.tokens.push_back((5 * i + 2) % 8);
+        s.positions.push_back(contiguous ? (i < 5 ? i : 2 + (i - 5) % 2) : i);
+      }
+      for (int i = 0; i < 8; ++i) s.logits.push_back(0.5f * float(i) - 2.0f);
+      s.book = b;
+      s.n_ctx = 16;
+      s.allocate_kv();
+      for (int l = 0; l < 2; ++l)
+        for (size_t i = 0; i < s.kv_elements(); ++i) {
+          s.mutable_k(l)[i] = uint16_t(0x3c00 + 3 * i + l);
+          s.mutable_v(l)[i] = uint16_t(0xbc00 + 11 * i + l);
+        }
       save_state(s, std::string(argv[1]) + "/seed" + std::to_string(n++) + ".kvs");
     }
   } catch (const Error& e) {

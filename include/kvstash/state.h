@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,36 +27,49 @@ struct StateArch {
 StateArch state_arch(const ModelConfig& c);
 
 // A state is built once (by snapshot, load_state or a decoder) and read-only afterwards. Copying a
-// State copies tokens, positions and logits but shares the K/V storage, which is either owned
-// memory or, after load_state, the read-only mapping of the .kvs file (zero-copy; the mapping lives
-// as long as any copy of the State). A .kvs file is only ever replaced by rename (save_state), so
-// a mapped file does not change under a loaded state unless someone rewrites it in place.
+// State copies tokens, positions, logits and the book but shares the K/V storage, which is either
+// owned memory or, after load_state, the read-only mapping of the .kvs file (zero-copy; the mapping
+// lives as long as any copy of the State). A .kvs file is only ever replaced by rename (save_state),
+// so a mapped file does not change under a loaded state unless someone rewrites it in place.
+//
+// A budgeted sequence's state (book set) keeps, like the sequence, everything it processed in
+// tokens/positions (size() = n_processed, possibly far more than the cache holds) and, per layer and
+// KV head ("lane"), kv_entries() slots whose K/V, stream indices and scores the book describes.
 struct State {
   Fingerprint model_fingerprint;
   StateArch arch;
   DType cache_type = DType::F16;
-  int64_t n_ctx = 0;  // the context the state was made with (>= size()); a hint for continuing it
+  int64_t n_ctx = 0;  // the context the state was made with (>= kv_entries()); a hint for continuing it
   std::vector<Token> tokens;
   std::vector<int32_t> positions;
   std::vector<float> logits;  // n_vocab floats: the last entry's logits (empty for an empty state)
+  // A budgeted state's eviction bookkeeping (its KvBudget included); nullopt: an unbudgeted state.
+  std::optional<EvictionBook> book;
+  // Tokens processed: the cache entries of an unbudgeted state; the whole stream of a budgeted one.
   int64_t size() const { return int64_t(tokens.size()); }
+  // Cache slots per layer and KV head: size() for an unbudgeted state, the book's slot count else.
+  int64_t kv_entries() const {
+    if (!book) return size();
+    return book->entry.empty() ? 0 : int64_t(book->entry.front().size());
+  }
 
-  // K and V of a layer: [arch.n_head_kv][size()][arch.head_dim] f16 bit patterns, 64-byte aligned.
-  // nullptr until storage exists (an empty state may have none).
+  // K and V of a layer: [arch.n_head_kv][kv_entries()][arch.head_dim] f16 bit patterns, 64-byte
+  // aligned. nullptr until storage exists (an empty state may have none).
   const uint16_t* k(int layer) const { return k_.empty() ? nullptr : k_[size_t(layer)]; }
   const uint16_t* v(int layer) const { return v_.empty() ? nullptr : v_[size_t(layer)]; }
   size_t kv_elements() const {  // values in one layer's K (or V)
-    return size_t(arch.n_head_kv) * tokens.size() * size_t(arch.head_dim);
+    return size_t(arch.n_head_kv) * size_t(kv_entries()) * size_t(arch.head_dim);
   }
-  // True when K/V storage exists for the current arch and size() (false after either changed).
+  // True when K/V storage exists for the current arch and kv_entries() (false after either changed).
   bool has_kv() const {
     return !k_.empty() && kv_shape_[0] == arch.n_layer && kv_shape_[1] == arch.n_head_kv &&
-           kv_shape_[2] == size() && kv_shape_[3] == arch.head_dim;
+           kv_shape_[2] == kv_entries() && kv_shape_[3] == arch.head_dim;
   }
 
-  // For code that builds a state: set arch and tokens first, then allocate_kv() gives owned,
-  // uninitialised K/V storage for every layer, written through mutable_k/mutable_v before the
-  // state is copied or shared. mutable_* throw Error (Internal) on a state whose storage is not owned.
+  // For code that builds a state: set arch, tokens and the book (if any) first, then allocate_kv()
+  // gives owned, uninitialised K/V storage for every layer, written through mutable_k/mutable_v
+  // before the state is copied or shared. mutable_* throw Error (Internal) on a state whose storage
+  // is not owned.
   void allocate_kv();
   uint16_t* mutable_k(int layer);
   uint16_t* mutable_v(int layer);
@@ -66,16 +80,19 @@ struct State {
   std::shared_ptr<const void> storage_;  // keeps the owned buffer or the file mapping alive
   bool owned_ = false;
   std::vector<const uint16_t*> k_, v_;
-  int64_t kv_shape_[4] = {0, 0, 0, 0};  // n_layer, n_head_kv, tokens, head_dim of the storage
+  int64_t kv_shape_[4] = {0, 0, 0, 0};  // n_layer, n_head_kv, kv_entries, head_dim of the storage
 };
 
-// Copies a sequence's entries out of the pool (an explicit, named cost). last_logits (n_vocab
-// floats) may be nullptr only for an empty sequence; n_ctx is recorded as the state's context.
+// Copies a sequence's entries out of the pool (an explicit, named cost); of a budgeted sequence
+// also its book and whole processed stream. last_logits (n_vocab floats) may be nullptr only for a
+// sequence that processed nothing; n_ctx is recorded as the state's context (at least size()).
 State snapshot(const Model& model, const Sequence& seq, int64_t n_ctx, const float* last_logits);
 // Replaces seq's contents with the state's entries. Checks the state against the model first
-// (fingerprint: ModelMismatch; architecture, sizes, positions: InvalidArgument; the context n_ctx
-// and the pool's free blocks: ResourceExhausted); on any error seq is left untouched. The caller
-// keeps state.logits to sample the first new token (no forward pass is needed for it).
+// (fingerprint: ModelMismatch; architecture, sizes, positions, the book: InvalidArgument; the
+// context n_ctx and the pool's free blocks: ResourceExhausted); on any error seq is left untouched.
+// seq takes the state's budget: a budgeted state makes it budgeted with the state's KvBudget and
+// book (Sequence::assign_budgeted), an unbudgeted state makes it unbudgeted. The caller keeps
+// state.logits to sample the first new token (no forward pass is needed for it).
 void restore(const State& state, const Model& model, int64_t n_ctx, Sequence& seq);
 
 // A .kvs file about to be written: the temp file "<path>.kvstash-tmp.<pid>.<n>.<host>" is created

@@ -13,6 +13,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <algorithm>
 
 #include "kvstash/error.h"
 #include "kvstash/state.h"
@@ -48,6 +49,8 @@ State make_state(int64_t n, uint32_t seed = 1) {
 }
 
 void expect_same(const State& a, const State& b) {
+  EXPECT_EQ(a.book, b.book);
+  EXPECT_EQ(a.kv_entries(), b.kv_entries());
   EXPECT_EQ(a.model_fingerprint, b.model_fingerprint);
   EXPECT_TRUE(a.arch == b.arch);
   EXPECT_EQ(a.cache_type, b.cache_type);
@@ -63,6 +66,70 @@ void expect_same(const State& a, const State& b) {
     EXPECT_EQ(0, std::memcmp(a.k(l), b.k(l), a.kv_elements() * 2)) << "k." << l;
     EXPECT_EQ(0, std::memcmp(a.v(l), b.v(l), a.kv_elements() * 2)) << "v." << l;
   }
+}
+
+// A budgeted state as a Sequence would hold it: `n` tokens processed, `slots` entries per lane
+// (4 lanes: 2 layers x 2 KV heads), each lane its own increasing stream indices.
+enum class Shape { Summary, Contiguous, SnapOpen, Empty };
+State make_budgeted(Shape shape, uint32_t seed = 3) {
+  std::mt19937 rng(seed);
+  const int64_t n = shape == Shape::Empty ? 0 : shape == Shape::SnapOpen ? 20 : 40;
+  State s = make_state(n, seed);
+  EvictionBook b;
+  b.budget.budget = 12;
+  b.budget.interval = 4;
+  b.budget.policy = EvictionPolicy::H2O;
+  int64_t slots = n;
+  if (shape == Shape::Summary) {
+    b.budget.summary = SummaryMode::Mean;
+    b.budget.normalize = true;
+    b.budget.recent = 0.3;
+    b.has_summary = true;
+    slots = 14;  // 11 kept, the summary at budget - 1 = 11, then 2 appended since
+  } else if (shape == Shape::Contiguous) {
+    b.budget.policy = EvictionPolicy::Sinks;
+    b.budget.sinks = 2;
+    b.budget.positions = PositionMode::Contiguous;
+    b.pinned = 2;
+    slots = 15;
+    for (int64_t i = 0; i < n; ++i) s.positions[size_t(i)] = int32_t(i < 16 ? i : 12 + (i - 16) % 4);
+  } else if (shape == Shape::SnapOpen) {
+    b.budget.policy = EvictionPolicy::SnapKV;  // before its selection: the whole prompt stays
+    b.budget.snapkv_window = 4;
+    b.budget.snapkv_pool = 3;
+  }
+  const size_t lanes = 4;
+  b.entry.resize(lanes);
+  b.score.resize(lanes);
+  b.merged.assign(lanes, 0);
+  for (size_t l = 0; l < lanes; ++l) {
+    std::vector<int32_t> e;
+    if (slots == n) {
+      for (int32_t i = 0; i < n; ++i) e.push_back(i);
+    } else if (shape == Shape::Summary) {
+      std::vector<int32_t> pick(36);
+      for (int32_t i = 0; i < 36; ++i) pick[size_t(i)] = i;
+      std::shuffle(pick.begin(), pick.end(), rng);
+      e.assign(pick.begin(), pick.begin() + 11);
+      std::sort(e.begin(), e.end());
+      e.insert(e.end(), {-1, 38, 39});
+      b.merged[l] = int64_t(20 + l);
+    } else {  // sinks 0, 1, then the most recent
+      e = {0, 1};
+      for (int32_t i = int32_t(n - slots + 2); i < n; ++i) e.push_back(i);
+    }
+    b.entry[l] = e;
+    for (size_t i = 0; i < e.size(); ++i) b.score[l].push_back(float(rng() % 1000) / 37.0f);
+  }
+  s.book = b;
+  s.n_ctx = slots + 5;
+  s.allocate_kv();
+  for (int l = 0; l < s.arch.n_layer; ++l)
+    for (size_t i = 0; i < s.kv_elements(); ++i) {
+      s.mutable_k(l)[i] = uint16_t(rng());
+      s.mutable_v(l)[i] = uint16_t(rng());
+    }
+  return s;
 }
 
 class StateFile : public ::testing::Test {
@@ -166,7 +233,7 @@ TEST_F(StateFile, HeaderIsPaddedAndEveryTensorIsAligned) {
   EXPECT_EQ((8 + n) % 64, 0u);
   const nlohmann::json h = header(bytes);
   EXPECT_EQ(h["__metadata__"]["format"], "kvstash.state");
-  EXPECT_EQ(h["__metadata__"]["format_version"], "2");
+  EXPECT_EQ(h["__metadata__"]["format_version"], "3");
   EXPECT_EQ(h["__metadata__"]["n_ctx"], "15");
   EXPECT_EQ(h["__metadata__"]["n_tokens"], "5");
   EXPECT_EQ(h["k.1"]["shape"], nlohmann::json({2, 5, 8}));
@@ -251,16 +318,35 @@ TEST_F(StateFile, RandomlyDamagedFileIsRejected) {
 TEST_F(StateFile, WrongVersionIsRejected) {
   save_state(make_state(3), path("s.kvs"));
   std::string bytes = read(path("s.kvs"));
-  const std::string v2 = "\"format_version\":\"2\"";
-  const size_t at = bytes.find(v2);
+  const std::string v3 = "\"format_version\":\"3\"";
+  const size_t at = bytes.find(v3);
   ASSERT_NE(at, std::string::npos);
-  bytes[at + v2.size() - 2] = '3';
-  EXPECT_EQ(load_error(with_valid_checksums(bytes)), "unsupported .kvs format version '3' (this kvstash reads 2)");
+  bytes[at + v3.size() - 2] = '4';
+  EXPECT_EQ(load_error(with_valid_checksums(bytes)), "unsupported .kvs format version '4' (this kvstash reads 2 to 3)");
   EXPECT_EQ(kind_, ErrorKind::NotSupported);
   // Version 1 files carry a fingerprint that missed rms_eps, rope scaling and the vocabulary.
-  bytes[at + v2.size() - 2] = '1';
+  bytes[at + v3.size() - 2] = '1';
   EXPECT_NE(load_error(with_valid_checksums(bytes)).find("format version 1"), std::string::npos);
   EXPECT_EQ(kind_, ErrorKind::NotSupported);
+}
+
+// Version 2 had no budgeted states; an unbudgeted state's version-3 file is its version-2 file
+// with another format_version, so this is a version-2 file as the old writer made it.
+TEST_F(StateFile, VersionTwoFileStillLoads) {
+  for (int64_t n : {0, 4}) {
+    const State s = make_state(n, 11);
+    save_state(s, path("s.kvs"));
+    std::string bytes = read(path("s.kvs"));
+    const std::string v3 = "\"format_version\":\"3\"";
+    const size_t at = bytes.find(v3);
+    ASSERT_NE(at, std::string::npos);
+    bytes[at + v3.size() - 2] = '2';
+    bytes = with_valid_checksums(bytes);
+    ASSERT_EQ(load_error(bytes), "");
+    const State t = load_state(path("broken.kvs"));
+    expect_same(s, t);
+    EXPECT_FALSE(t.book.has_value());
+  }
 }
 
 // Values a crafted file can set while every checksum is right: validation must not rest on them.
@@ -379,6 +465,202 @@ TEST_F(StateFile, SaveIsAtomic) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1) << "temp file left";
   expect_same(old_state, load_state(path("s.kvs")));
 
+}
+
+TEST_F(StateFile, BudgetedRoundTripIsExact) {
+  for (Shape shape : {Shape::Summary, Shape::Contiguous, Shape::SnapOpen, Shape::Empty}) {
+    SCOPED_TRACE("shape " + std::to_string(int(shape)));
+    const State s = make_budgeted(shape);
+    ASSERT_TRUE(s.book.has_value());
+    save_state(s, path("b.kvs"));
+    const State t = load_state(path("b.kvs"));
+    ASSERT_TRUE(t.book.has_value());
+    expect_same(s, t);  // the book (budget settings, entries, scores, merged, flags) included
+    EXPECT_EQ(t.book->budget, s.book->budget);
+    EXPECT_EQ(t.size(), s.size());
+    for (int l = 0; l < t.arch.n_layer && t.kv_entries() > 0; ++l) {
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t.k(l)) % 64, 0u);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t.v(l)) % 64, 0u);
+    }
+  }
+}
+
+TEST_F(StateFile, BudgetedFileLayout) {
+  const State s = make_budgeted(Shape::Summary);
+  save_state(s, path("b.kvs"));
+  const std::string bytes = read(path("b.kvs"));
+  const nlohmann::json h = header(bytes);
+  const nlohmann::json& m = h["__metadata__"];
+  EXPECT_EQ(m["format_version"], "3");
+  EXPECT_EQ(m["n_tokens"], "40");  // the whole stream
+  EXPECT_EQ(m["book.slots"], "14");
+  EXPECT_EQ(m["budget.policy"], "h2o");
+  EXPECT_EQ(m["budget.entries"], "12");
+  EXPECT_EQ(m["budget.interval"], "4");
+  EXPECT_EQ(m["budget.recent"], "0.3");
+  EXPECT_EQ(m["budget.normalize"], "true");
+  EXPECT_EQ(m["budget.summary"], "mean");
+  EXPECT_EQ(m["budget.positions"], "original");
+  EXPECT_EQ(m["book.has_summary"], "true");
+  EXPECT_EQ(m["book.selected"], "false");
+  EXPECT_EQ(m["book.pinned"], "0");
+  EXPECT_EQ(h["k.0"]["shape"], nlohmann::json({2, 14, 8}));
+  EXPECT_EQ(h["tokens"]["shape"], nlohmann::json({40}));
+  EXPECT_EQ(h["positions"]["shape"], nlohmann::json({40}));
+  EXPECT_EQ(h["book.entry"]["dtype"], "I32");
+  EXPECT_EQ(h["book.entry"]["shape"], nlohmann::json({2, 2, 14}));
+  EXPECT_EQ(h["book.score"]["dtype"], "F32");
+  EXPECT_EQ(h["book.score"]["shape"], nlohmann::json({2, 2, 14}));
+  EXPECT_EQ(h["book.merged"]["dtype"], "I64");
+  EXPECT_EQ(h["book.merged"]["shape"], nlohmann::json({2, 2}));
+  // Lane (layer 1, head 0) is lane 2: its entries sit at [1, 0, :].
+  const size_t at = data_at(bytes, "book.entry") + 4 * (2 * 14 + 11);
+  EXPECT_EQ(kvs::get_u32le(reinterpret_cast<const uint8_t*>(bytes.data() + at)), 0xffffffffu);  // the summary
+  EXPECT_EQ(kvs::get_u64le(reinterpret_cast<const uint8_t*>(bytes.data() + data_at(bytes, "book.merged") + 8 * 3)), 23u);
+  uint64_t n = kvs::get_u64le(reinterpret_cast<const uint8_t*>(bytes.data())), end = 0;
+  for (const auto& [name, t] : h.items()) {
+    if (name == "__metadata__") continue;
+    if (name.rfind("__pad.", 0) != 0) {
+      EXPECT_EQ(t["data_offsets"][0].get<uint64_t>() % 64, 0u) << name;
+      EXPECT_TRUE(m.contains("checksum." + name)) << name;
+    }
+    end = std::max(end, t["data_offsets"][1].get<uint64_t>());
+  }
+  EXPECT_EQ(8 + n + end, bytes.size());
+}
+
+TEST_F(StateFile, DamagedBudgetedFileIsRejected) {
+  save_state(make_budgeted(Shape::Summary), path("b.kvs"));
+  const std::string bytes = read(path("b.kvs"));
+  for (size_t len = 0; len < bytes.size(); len += 7)
+    EXPECT_NE(load_error(bytes.substr(0, len)), "") << "length " << len;
+  const nlohmann::json h = header(bytes);
+  for (const std::string name : {"book.entry", "book.score", "book.merged"}) {
+    std::string broken = bytes;
+    broken[data_at(bytes, name) + 5] ^= 0x04;
+    EXPECT_EQ(load_error(broken), "checksum mismatch in tensor '" + name + "' (file corrupted)");
+    EXPECT_EQ(kind_, ErrorKind::Corruption);
+  }
+  std::string edited = bytes;
+  const size_t at = edited.find("\"book.pinned\":\"0\"");
+  ASSERT_NE(at, std::string::npos);
+  edited[at + 15] = '1';
+  EXPECT_EQ(load_error(edited), "metadata checksum mismatch (header corrupted)");
+}
+
+// Books a crafted file can hold while every checksum is right: each is refused with Corruption
+// and a line that says what is wrong.
+TEST_F(StateFile, CraftedBooksAreRejected) {
+  save_state(make_budgeted(Shape::Summary), path("b.kvs"));
+  const std::string good = read(path("b.kvs"));
+  ASSERT_EQ(load_error(with_valid_checksums(good)), "");
+  auto crafted = [&](const std::string& tensor, size_t index, uint32_t value) {
+    std::string bytes = good;
+    kvs::put_u32le(reinterpret_cast<uint8_t*>(&bytes[data_at(bytes, tensor) + 4 * index]), value);
+    const std::string err = load_error(with_valid_checksums(bytes));
+    EXPECT_EQ(kind_, ErrorKind::Corruption) << err;
+    EXPECT_EQ(err.rfind("invalid state: ", 0), 0u) << err;
+    return err;
+  };
+  auto meta = [&](const std::string& from, const std::string& to) {  // same length: the header keeps its size
+    std::string bytes = good;
+    const size_t at = bytes.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at == std::string::npos) return std::string();
+    EXPECT_EQ(from.size(), to.size());
+    bytes.replace(at, from.size(), to);
+    const std::string err = load_error(with_valid_checksums(bytes));
+    EXPECT_EQ(kind_, ErrorKind::Corruption) << err;
+    return err;
+  };
+  const size_t lane1 = 14;  // lane 1's first slot
+  EXPECT_NE(crafted("book.entry", 12, 40).find("holds entry 40, outside [0, 40) in lane 0"), std::string::npos);
+  EXPECT_NE(crafted("book.entry", 12, 1u << 31).find("outside [0, 40)"), std::string::npos);
+  EXPECT_NE(crafted("book.entry", lane1 + 1, 0).find("entries are not increasing at slot 1 in lane 1"), std::string::npos);
+  EXPECT_NE(crafted("book.entry", lane1 + 13, 38).find("not increasing at slot 13"), std::string::npos);
+  EXPECT_NE(crafted("book.entry", 3, 0xffffffffu).find("slot 3 holds entry -1"), std::string::npos);  // -1 outside the summary
+  EXPECT_NE(crafted("book.entry", 11, 36).find("slot 11 must hold the summary"), std::string::npos);
+  EXPECT_NE(crafted("book.score", 5, 0x7fc00000u).find("score of slot 5 is not finite"), std::string::npos);  // NaN
+  EXPECT_NE(crafted("book.score", lane1, 0xff800000u).find("not finite in lane 1"), std::string::npos);       // -inf
+  // merged: int64 little-endian; the high half made nonzero gives a huge (or negative) count.
+  EXPECT_NE(crafted("book.merged", 1, 0x80000000u).find("merged count"), std::string::npos);
+  EXPECT_NE(crafted("book.merged", 0, 0).find("merged count 0 in lane 0 (layer 0, KV head 0) with a summary slot"), std::string::npos);
+  EXPECT_NE(crafted("book.merged", 2, 30).find("merged count 30"), std::string::npos);  // 40 processed, 13 kept
+
+  // 14 slots per lane, more than budget 2 + interval 4 allow (the other checks follow later).
+  EXPECT_NE(meta("\"budget.entries\":\"12\"", "\"budget.entries\":\"02\"").find("more than budget 2 + interval 4"),
+            std::string::npos);
+  EXPECT_NE(meta("\"budget.interval\":\"4\"", "\"budget.interval\":\"1\"").find("more than budget 12 + interval 1"),
+            std::string::npos);
+  EXPECT_EQ(meta("\"budget.policy\":\"h2o\"", "\"budget.policy\":\"lru\""),
+            "invalid metadata budget.policy 'lru' (expected one of window, sinks, h2o, tova, snapkv, fsdc)");
+  EXPECT_EQ(meta("\"budget.summary\":\"mean\"", "\"budget.summary\":\"mode\""),
+            "invalid metadata budget.summary 'mode' (expected one of none, sum, mean)");
+  EXPECT_NE(meta("\"budget.summary\":\"mean\"", "\"budget.summary\":\"none\"").find("a summary slot where the budget allows none"),
+            std::string::npos);
+  EXPECT_EQ(meta("\"budget.normalize\":\"true\"", "\"budget.normalize\":\"yes!\""),
+            "invalid metadata budget.normalize 'yes!' (expected true or false)");
+  EXPECT_NE(meta("\"budget.recent\":\"0.3\"", "\"budget.recent\":\"1.3\"").find("invalid KV budget (--kv-recent"),
+            std::string::npos);
+  EXPECT_EQ(meta("\"budget.recent\":\"0.3\"", "\"budget.recent\":\"nan\""), "invalid metadata budget.recent 'nan'");
+  EXPECT_NE(meta("\"book.pinned\":\"0\"", "\"book.pinned\":\"9\"").find("pinned slot count 9 is not one policy h2o sets"),
+            std::string::npos);
+  EXPECT_NE(meta("\"book.selected\":\"false\"", "\"book.selected\":\"true!\"").find("expected true or false"),
+            std::string::npos);
+  EXPECT_NE(meta("\"book.has_summary\":\"true\"", "\"book.has_summary\":\"1234\"").find("book.has_summary"),
+            std::string::npos);
+  // A missing key of a budgeted state.
+  EXPECT_EQ(meta("\"budget.sinks\"", "\"budget.sinkz\""), "missing metadata key 'budget.sinks'");
+  // Without budget.policy the file describes an unbudgeted state, whose layout it does not have.
+  EXPECT_NE(meta("\"budget.policy\"", "\"budget.polic_\""), "");
+
+  // Contiguous positions are each token's slot when it came: never beyond its index.
+  save_state(make_budgeted(Shape::Contiguous), path("c.kvs"));
+  std::string bytes = read(path("c.kvs"));
+  kvs::put_u32le(reinterpret_cast<uint8_t*>(&bytes[data_at(bytes, "positions") + 4 * 3]), 4);
+  EXPECT_NE(load_error(with_valid_checksums(bytes)).find("contiguous position 4 at entry 3"), std::string::npos);
+  EXPECT_EQ(kind_, ErrorKind::Corruption);
+}
+
+TEST_F(StateFile, InconsistentBookIsNotSaved) {
+  auto save_error = [&](const State& s) {
+    try {
+      save_state(s, path("s.kvs"));
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  State s = make_budgeted(Shape::Summary);
+  s.book->entry[1].pop_back();
+  EXPECT_NE(save_error(s).find("lanes differ in length"), std::string::npos);
+  s = make_budgeted(Shape::Summary);
+  s.book->merged.pop_back();
+  EXPECT_NE(save_error(s).find("lanes (layers x KV heads)"), std::string::npos);
+  s = make_budgeted(Shape::Summary);
+  s.book->budget.budget = 0;
+  EXPECT_NE(save_error(s).find("invalid KV budget (--kv-budget"), std::string::npos);
+  s = make_budgeted(Shape::Summary);
+  s.book->selected = true;
+  EXPECT_NE(save_error(s).find("policy other than snapkv"), std::string::npos);
+  s = make_budgeted(Shape::SnapOpen);
+  s.book->selected = true;  // after the selection, 20 slots are more than 12 + 4
+  EXPECT_NE(save_error(s).find("more than budget 12 + interval 4"), std::string::npos);
+  s = make_budgeted(Shape::Contiguous);
+  s.book->pinned = 13;
+  EXPECT_NE(save_error(s).find("pinned slot count 13"), std::string::npos);
+  s = make_budgeted(Shape::Contiguous);
+  s.book->budget.budget = 16;  // 15 slots, but an eviction would have left 16
+  s.book->budget.sinks = 2;
+  EXPECT_NE(save_error(s).find("fewer than the 16 an eviction leaves"), std::string::npos);
+  s = make_budgeted(Shape::Summary);
+  s.n_ctx = 13;  // fewer than the 14 slots
+  EXPECT_NE(save_error(s).find("context of 13 tokens for 14 entries"), std::string::npos);
+  s = make_budgeted(Shape::Summary);
+  s.n_ctx = 20;  // fewer than the 40 tokens processed, more than the slots: fine
+  EXPECT_EQ(save_error(s), "");
+  EXPECT_EQ(load_state(path("s.kvs")).n_ctx, 20);
 }
 
 ErrorKind output_error(const std::string& p) {

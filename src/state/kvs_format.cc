@@ -7,19 +7,21 @@
 
 namespace kvstash::kvs {
 
-std::vector<TensorSlot> tensor_layout(const StateArch& a, uint64_t tokens, uint64_t logits_len) {
-  const std::vector<uint64_t> kv_shape = {uint64_t(a.n_head_kv), tokens, uint64_t(a.head_dim)};
-  std::vector<TensorSlot> slots;
+std::vector<TensorSlot> tensor_layout(const StateArch& a, uint64_t tokens, uint64_t logits_len,
+                                      std::optional<uint64_t> book_slots) {
+  const uint64_t slots = book_slots.value_or(tokens);
+  const std::vector<uint64_t> kv_shape = {uint64_t(a.n_head_kv), slots, uint64_t(a.head_dim)};
+  std::vector<TensorSlot> out;
   uint64_t at = 0;
   auto add = [&](std::string name, const char* dtype, std::vector<uint64_t> shape, uint64_t elem) {
     uint64_t bytes = elem;
     for (uint64_t d : shape) bytes *= d;
     if (at % kAlign != 0) {  // pad after the previous tensor so this one starts aligned
       const uint64_t pad = kAlign - at % kAlign;
-      slots.push_back({kPadPrefix + slots.back().name, "U8", {pad}, at, at + pad});
+      out.push_back({kPadPrefix + out.back().name, "U8", {pad}, at, at + pad});
       at += pad;
     }
-    slots.push_back({std::move(name), dtype, std::move(shape), at, at + bytes});
+    out.push_back({std::move(name), dtype, std::move(shape), at, at + bytes});
     at += bytes;
   };
   for (int l = 0; l < a.n_layer; ++l) {
@@ -29,7 +31,13 @@ std::vector<TensorSlot> tensor_layout(const StateArch& a, uint64_t tokens, uint6
   add("logits", "F32", {logits_len}, 4);
   add("tokens", "I32", {tokens}, 4);
   add("positions", "I32", {tokens}, 4);
-  return slots;
+  if (book_slots) {
+    const uint64_t lanes[] = {uint64_t(a.n_layer), uint64_t(a.n_head_kv)};
+    add("book.entry", "I32", {lanes[0], lanes[1], slots}, 4);
+    add("book.score", "F32", {lanes[0], lanes[1], slots}, 4);
+    add("book.merged", "I64", {lanes[0], lanes[1]}, 8);
+  }
+  return out;
 }
 
 std::string hash_hex64(const void* data, size_t size) {
@@ -52,6 +60,12 @@ std::string metadata_checksum(const std::map<std::string, std::string>& metadata
     put(value);
   }
   return hash_hex64(bytes.data(), bytes.size());
+}
+
+std::string double_text(double d) {
+  char buf[512];  // fixed notation of any finite double fits
+  const auto r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::fixed);
+  return std::string(buf, r.ptr);
 }
 
 std::string float_text(float f) {

@@ -11,6 +11,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "kvstash/error.h"
@@ -79,6 +81,11 @@ class Reader {
   json parse_header(uint64_t n) const;
   std::map<std::string, std::string> metadata(const json& header) const;
   int64_t int_value(const std::map<std::string, std::string>& meta, const char* key, int64_t max) const;
+  int64_t signed_value(const std::map<std::string, std::string>& meta, const char* key, int64_t min, int64_t max) const;
+  bool bool_value(const std::map<std::string, std::string>& meta, const char* key) const;
+  template <class E, size_t N>
+  E enum_value(const std::map<std::string, std::string>& meta, const char* key, const E (&choices)[N]) const;
+  KvBudget budget(const std::map<std::string, std::string>& meta) const;
   float float_value(const std::map<std::string, std::string>& meta, const char* key) const;
   const std::string& string_value(const std::map<std::string, std::string>& meta, const char* key) const;
   void check_directory(const json& header, const std::vector<kvs::TensorSlot>& slots) const;
@@ -145,9 +152,11 @@ std::map<std::string, std::string> Reader::metadata(const json& header) const {
   if (version == "1")
     fail("a .kvs file of format version 1, from an older kvstash whose model fingerprint misses values that "
          "change the computation; make it again with kvstash prefill", ErrorKind::NotSupported);
-  if (version != std::to_string(kvs::kVersion))
+  bool known = false;
+  for (int v = kvs::kOldestVersion; v <= kvs::kVersion; ++v) known = known || version == std::to_string(v);
+  if (!known)
     fail("unsupported .kvs format version " + (version.empty() ? std::string("(missing)") : quote(version, 64)) +
-             " (this kvstash reads " + std::to_string(kvs::kVersion) + ")",
+             " (this kvstash reads " + std::to_string(kvs::kOldestVersion) + " to " + std::to_string(kvs::kVersion) + ")",
          version.empty() ? ErrorKind::Corruption : ErrorKind::NotSupported);
   const auto sum = meta.find(kvs::kMetadataChecksumKey);
   if (sum == meta.end()) fail("corrupt header (no metadata checksum)");
@@ -168,6 +177,57 @@ int64_t Reader::int_value(const std::map<std::string, std::string>& meta, const 
   if (s.empty() || s[0] == '-' || r.ec != std::errc() || r.ptr != s.data() + s.size() || v > max)
     fail(std::string("invalid metadata ") + key + " " + quote(s, 64));
   return v;
+}
+
+int64_t Reader::signed_value(const std::map<std::string, std::string>& meta, const char* key, int64_t min,
+                             int64_t max) const {
+  const std::string& s = string_value(meta, key);
+  int64_t v = 0;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size() || v < min || v > max)
+    fail(std::string("invalid metadata ") + key + " " + quote(s, 64));
+  return v;
+}
+
+bool Reader::bool_value(const std::map<std::string, std::string>& meta, const char* key) const {
+  const std::string& s = string_value(meta, key);
+  if (s != "true" && s != "false") fail(std::string("invalid metadata ") + key + " " + quote(s, 64) + " (expected true or false)");
+  return s == "true";
+}
+
+template <class E, size_t N>
+E Reader::enum_value(const std::map<std::string, std::string>& meta, const char* key, const E (&choices)[N]) const {
+  const std::string& s = string_value(meta, key);
+  std::string all;
+  for (E e : choices) {
+    if (s == to_string(e)) return e;
+    all += (all.empty() ? "" : ", ") + to_string(e);
+  }
+  fail(std::string("invalid metadata ") + key + " " + quote(s, 64) + " (expected one of " + all + ")");
+}
+
+// The KvBudget of a budgeted state; validate() and the book's checks follow in check_state.
+KvBudget Reader::budget(const std::map<std::string, std::string>& meta) const {
+  static constexpr EvictionPolicy kPolicies[] = {EvictionPolicy::Window, EvictionPolicy::Sinks, EvictionPolicy::H2O,
+                                                 EvictionPolicy::Tova, EvictionPolicy::SnapKV, EvictionPolicy::Fsdc};
+  static constexpr SummaryMode kSummaries[] = {SummaryMode::None, SummaryMode::Sum, SummaryMode::Mean};
+  static constexpr PositionMode kPositions[] = {PositionMode::Original, PositionMode::Contiguous};
+  constexpr int64_t kIntMin = std::numeric_limits<int>::min(), kIntMax = std::numeric_limits<int>::max();
+  KvBudget b;
+  b.policy = enum_value(meta, kvs::kBudgetPolicy, kPolicies);
+  b.budget = int_value(meta, kvs::kBudgetEntries, KvPool::kMaxTokens);
+  b.interval = int_value(meta, kvs::kBudgetInterval, KvPool::kMaxTokens);
+  b.sinks = int(signed_value(meta, kvs::kBudgetSinks, kIntMin, kIntMax));
+  const std::string& recent = string_value(meta, kvs::kBudgetRecent);
+  const auto r = std::from_chars(recent.data(), recent.data() + recent.size(), b.recent);
+  if (recent.empty() || r.ec != std::errc() || r.ptr != recent.data() + recent.size() || !std::isfinite(b.recent))
+    fail(std::string("invalid metadata ") + kvs::kBudgetRecent + " " + quote(recent, 64));
+  b.normalize = bool_value(meta, kvs::kBudgetNormalize);
+  b.summary = enum_value(meta, kvs::kBudgetSummary, kSummaries);
+  b.positions = enum_value(meta, kvs::kBudgetPositions, kPositions);
+  b.snapkv_window = int(signed_value(meta, kvs::kBudgetSnapkvWindow, kIntMin, kIntMax));
+  b.snapkv_pool = int(signed_value(meta, kvs::kBudgetSnapkvPool, kIntMin, kIntMax));
+  return b;
 }
 
 float Reader::float_value(const std::map<std::string, std::string>& meta, const char* key) const {
@@ -215,7 +275,20 @@ State Reader::read() {
   a.n_vocab = int(int_value(meta, "n_vocab", kMaxStateVocab));
   a.rope_base = float_value(meta, "rope_base");
   a.rope_linear_scale = float_value(meta, "rope_linear_scale");
-  const int64_t n_tokens = int_value(meta, "n_tokens", KvPool::kMaxTokens);
+  // Version 3 adds budgeted states: their book in metadata and three tensors; their tokens are the
+  // whole stream processed, longer than the cache (up to one per position).
+  const bool budgeted = meta.at("format_version") != "2" && meta.count(kvs::kBudgetPolicy) > 0;
+  std::optional<uint64_t> book_slots;
+  if (budgeted) {
+    s.book.emplace();
+    s.book->budget = budget(meta);
+    book_slots = uint64_t(int_value(meta, kvs::kBookSlots, KvPool::kMaxTokens));
+    s.book->pinned = int32_t(int_value(meta, kvs::kBookPinned, KvPool::kMaxTokens));
+    s.book->has_summary = bool_value(meta, kvs::kBookHasSummary);
+    s.book->selected = bool_value(meta, kvs::kBookSelected);
+  }
+  const int64_t n_tokens = int_value(meta, "n_tokens", budgeted ? int64_t(kMaxPosition) : KvPool::kMaxTokens);
+  const uint64_t kv_slots = book_slots.value_or(uint64_t(n_tokens));
   s.n_ctx = int_value(meta, "n_ctx", KvPool::kMaxTokens);
   if (const std::string& d = string_value(meta, "cache_dtype"); d != "f16")
     fail("unsupported cache_dtype " + quote(d, 64) + " (this kvstash reads 'f16')", ErrorKind::NotSupported);
@@ -228,12 +301,14 @@ State Reader::read() {
 
   // The payload size (without padding) in 128 bits: garbage dimensions must not overflow.
   const uint64_t logits_len = n_tokens > 0 ? uint64_t(a.n_vocab) : 0;
+  const uint64_t lanes = uint64_t(a.n_layer) * uint64_t(a.n_head_kv);  // below 2^32
   const unsigned __int128 at_least = (unsigned __int128)(8 + n) +
-      (unsigned __int128)(4 * uint64_t(a.n_layer) * uint64_t(a.n_head_kv) * uint64_t(a.head_dim)) * uint64_t(n_tokens) +
-      4 * (logits_len + 2 * uint64_t(n_tokens));
+      (unsigned __int128)(4 * lanes * uint64_t(a.head_dim)) * kv_slots +
+      4 * (logits_len + 2 * uint64_t(n_tokens)) +
+      (budgeted ? (unsigned __int128)(8 * lanes) * kv_slots + 8 * lanes : 0);
   if (at_least > m_.size)
     fail("truncated file (" + std::to_string(m_.size) + " bytes; its header describes more than that)");
-  const std::vector<kvs::TensorSlot> slots = kvs::tensor_layout(a, uint64_t(n_tokens), logits_len);
+  const std::vector<kvs::TensorSlot> slots = kvs::tensor_layout(a, uint64_t(n_tokens), logits_len, book_slots);
   const uint64_t data_start = 8 + n, file_size = data_start + slots.back().end;
   if (m_.size < file_size)
     fail("truncated file (" + std::to_string(m_.size) + " bytes, expected " + std::to_string(file_size) + ")");
@@ -272,6 +347,25 @@ State Reader::read() {
   decode32("tokens", s.tokens);
   decode32("positions", s.positions);
   decode32("logits", s.logits);
+  if (budgeted) {  // [n_layer, n_head_kv, slots] into lanes of slots
+    EvictionBook& b = *s.book;
+    const size_t per_lane = size_t(kv_slots);
+    auto lanes32 = [&](const std::string& name, auto& out) {
+      const uint8_t* p = data + slot(name).begin;
+      out.assign(size_t(lanes), {});
+      for (size_t l = 0; l < out.size(); ++l) {
+        out[l].resize(per_lane);
+        for (size_t i = 0; i < per_lane; ++i)
+          out[l][i] = std::bit_cast<typename std::decay_t<decltype(out[l])>::value_type>(
+              kvs::get_u32le(p + 4 * (l * per_lane + i)));
+      }
+    };
+    lanes32("book.entry", b.entry);
+    lanes32("book.score", b.score);
+    const uint8_t* p = data + slot("book.merged").begin;
+    b.merged.resize(size_t(lanes));
+    for (size_t l = 0; l < b.merged.size(); ++l) b.merged[l] = int64_t(kvs::get_u64le(p + 8 * l));
+  }
   std::vector<const uint16_t*> k(size_t(a.n_layer)), v(size_t(a.n_layer));
   for (const kvs::TensorSlot& t : slots)
     if (!t.padding() && (t.name[0] == 'k' || t.name[0] == 'v') && t.name[1] == '.')
@@ -293,7 +387,7 @@ void set_views(State& s, std::shared_ptr<const void> keep, std::vector<const uin
   s.v_ = std::move(v);
   s.kv_shape_[0] = s.arch.n_layer;
   s.kv_shape_[1] = s.arch.n_head_kv;
-  s.kv_shape_[2] = s.size();
+  s.kv_shape_[2] = s.kv_entries();
   s.kv_shape_[3] = s.arch.head_dim;
 }
 

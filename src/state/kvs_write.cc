@@ -28,6 +28,23 @@ std::vector<uint8_t> encode_le32(const std::vector<T>& values) {
   return out;
 }
 
+// The book's per-lane rows, back to back: [lane][slot] as the file's [n_layer, n_head_kv, slots].
+template <class T>
+std::vector<uint8_t> encode_lanes32(const std::vector<std::vector<T>>& lanes) {
+  std::vector<uint8_t> out;
+  for (const std::vector<T>& lane : lanes) {
+    const std::vector<uint8_t> bytes = encode_le32(lane);
+    out.insert(out.end(), bytes.begin(), bytes.end());
+  }
+  return out;
+}
+
+std::vector<uint8_t> encode_le64(const std::vector<int64_t>& values) {
+  std::vector<uint8_t> out(values.size() * 8);
+  for (size_t i = 0; i < values.size(); ++i) kvs::put_u64le(&out[i * 8], uint64_t(values[i]));
+  return out;
+}
+
 }  // namespace
 
 StateOutput::StateOutput(const std::string& path) : path_(path), file_(std::make_unique<AtomicFile>(path)) {}
@@ -41,8 +58,16 @@ void StateOutput::commit(const State& s) {
   const std::vector<uint8_t> logits = encode_le32(s.logits), tokens = encode_le32(s.tokens),
                              positions = encode_le32(s.positions);
   static const uint8_t zeros[kvs::kAlign] = {};
+  std::vector<uint8_t> book_entry, book_score, book_merged;
+  if (s.book) {
+    book_entry = encode_lanes32(s.book->entry);
+    book_score = encode_lanes32(s.book->score);
+    book_merged = encode_le64(s.book->merged);
+  }
 
-  const std::vector<kvs::TensorSlot> slots = kvs::tensor_layout(a, uint64_t(s.size()), s.logits.size());
+  const std::optional<uint64_t> book_slots =
+      s.book ? std::optional<uint64_t>(uint64_t(s.kv_entries())) : std::nullopt;
+  const std::vector<kvs::TensorSlot> slots = kvs::tensor_layout(a, uint64_t(s.size()), s.logits.size(), book_slots);
   std::vector<Piece> data;
   for (size_t i = 0; i < slots.size(); ++i) {
     const kvs::TensorSlot& t = slots[i];
@@ -52,6 +77,9 @@ void StateOutput::commit(const State& s) {
     else if (t.name == "logits") p = logits.data();
     else if (t.name == "tokens") p = tokens.data();
     else if (t.name == "positions") p = positions.data();
+    else if (t.name == "book.entry") p = book_entry.data();
+    else if (t.name == "book.score") p = book_score.data();
+    else if (t.name == "book.merged") p = book_merged.data();
     else {  // "k.L" or "v.L", in layer order
       const int layer = std::stoi(t.name.substr(2));
       p = reinterpret_cast<const uint8_t*>(t.name[0] == 'k' ? s.k(layer) : s.v(layer));
@@ -76,6 +104,24 @@ void StateOutput::commit(const State& s) {
       {"cache_dtype", "f16"},
       {"key_order", "gguf"},
   };
+  if (s.book) {  // a budgeted state (docs/format-kvs.md, "Budgeted states")
+    const KvBudget& b = s.book->budget;
+    auto flag = [](bool x) { return std::string(x ? "true" : "false"); };
+    meta[kvs::kBudgetPolicy] = to_string(b.policy);
+    meta[kvs::kBudgetEntries] = std::to_string(b.budget);
+    meta[kvs::kBudgetInterval] = std::to_string(b.interval);
+    meta[kvs::kBudgetSinks] = std::to_string(b.sinks);
+    meta[kvs::kBudgetRecent] = kvs::double_text(b.recent);
+    meta[kvs::kBudgetNormalize] = flag(b.normalize);
+    meta[kvs::kBudgetSummary] = to_string(b.summary);
+    meta[kvs::kBudgetPositions] = to_string(b.positions);
+    meta[kvs::kBudgetSnapkvWindow] = std::to_string(b.snapkv_window);
+    meta[kvs::kBudgetSnapkvPool] = std::to_string(b.snapkv_pool);
+    meta[kvs::kBookSlots] = std::to_string(s.kv_entries());
+    meta[kvs::kBookPinned] = std::to_string(s.book->pinned);
+    meta[kvs::kBookHasSummary] = flag(s.book->has_summary);
+    meta[kvs::kBookSelected] = flag(s.book->selected);
+  }
   for (size_t i = 0; i < slots.size(); ++i)
     if (!slots[i].padding())
       meta[kvs::kChecksumPrefix + slots[i].name] = kvs::hash_hex64(data[i].data, data[i].size);

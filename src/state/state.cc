@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <new>
 
 #include "kvstash/error.h"
@@ -39,7 +40,7 @@ void State::allocate_kv() {
   owned_ = true;
   kv_shape_[0] = arch.n_layer;
   kv_shape_[1] = arch.n_head_kv;
-  kv_shape_[2] = size();
+  kv_shape_[2] = kv_entries();
   kv_shape_[3] = arch.head_dim;
   k_.assign(size_t(arch.n_layer), nullptr);
   v_.assign(size_t(arch.n_layer), nullptr);
@@ -64,6 +65,88 @@ StateArch state_arch(const ModelConfig& c) {
                    c.rope_base, c.rope_linear_scale};
 }
 
+namespace {
+
+// The book of a budgeted state: every field against what a Sequence can hold (a crafted file may
+// set any of them; Sequence::assign_budgeted checks again).
+void check_book(const State& s, const std::function<void(const std::string&)>& fail) {
+  const EvictionBook& b = *s.book;
+  if (int(b.budget.policy) < 0 || int(b.budget.policy) > int(EvictionPolicy::Fsdc) || int(b.budget.summary) < 0 ||
+      int(b.budget.summary) > int(SummaryMode::Mean) || int(b.budget.positions) < 0 ||
+      int(b.budget.positions) > int(PositionMode::Contiguous))
+    fail("invalid KV budget (unknown policy, summary or position mode)");
+  try {
+    validate(b.budget);
+  } catch (const Error& e) {
+    fail(std::string("invalid KV budget (") + e.what() + ")");
+  }
+  if (!b.budget.enabled()) fail("a book without a budget");
+  const size_t lanes = size_t(s.arch.n_layer) * size_t(s.arch.n_head_kv);
+  if (b.entry.size() != lanes || b.score.size() != lanes || b.merged.size() != lanes)
+    fail("the book holds " + std::to_string(b.entry.size()) + " entry lanes, " + std::to_string(b.score.size()) +
+         " score lanes and " + std::to_string(b.merged.size()) + " merged counts for " + std::to_string(lanes) +
+         " lanes (layers x KV heads)");
+  const int64_t slots = s.kv_entries(), n = s.size();
+  // Before SnapKV's selection the prompt's entries all stay (bounded by what was processed);
+  // otherwise a lane holds at most budget + interval entries (eviction is due at that count).
+  const bool unselected_snapkv = b.budget.policy == EvictionPolicy::SnapKV && !b.selected;
+  if (!unselected_snapkv && slots > b.budget.budget + b.budget.interval)
+    fail("the book holds " + std::to_string(slots) + " slots per lane, more than budget " +
+         std::to_string(b.budget.budget) + " + interval " + std::to_string(b.budget.interval));
+  // An eviction leaves exactly `budget` slots and the sequence only grows between two.
+  if (slots < std::min<int64_t>(n, b.budget.budget))
+    fail("the book holds " + std::to_string(slots) + " slots per lane, fewer than the " +
+         std::to_string(std::min<int64_t>(n, b.budget.budget)) + " an eviction leaves");
+  if (slots > n)
+    fail("the book holds " + std::to_string(slots) + " slots per lane but only " + std::to_string(n) +
+         " tokens were processed");
+  if (b.selected && b.budget.policy != EvictionPolicy::SnapKV) fail("a selection is marked for a policy other than snapkv");
+  if (b.pinned < 0 || b.pinned > b.budget.budget || b.pinned > slots)
+    fail("pinned slot count " + std::to_string(b.pinned) + " does not fit " + std::to_string(slots) +
+         " slots (budget " + std::to_string(b.budget.budget) + ")");
+  // The policies pin nothing, Sinks its sinks (from the first eviction on), SnapKV its selection.
+  const bool pins = b.pinned == 0 ||
+                    (b.budget.policy == EvictionPolicy::Sinks && b.pinned == b.budget.sinks) ||
+                    (b.budget.policy == EvictionPolicy::SnapKV && b.selected &&
+                     b.pinned == b.budget.budget - b.budget.snapkv_window - (b.budget.summary != SummaryMode::None));
+  if (!pins) fail("pinned slot count " + std::to_string(b.pinned) + " is not one policy " + to_string(b.budget.policy) + " sets");
+  // Eviction folds entries into slot budget - 1 (src/kv/eviction.cc): the kept entries come
+  // before it, the ones appended since after it.
+  const int64_t summary_slot = b.has_summary ? b.budget.budget - 1 : -1;
+  if (b.has_summary && (b.budget.summary == SummaryMode::None || summary_slot >= slots))
+    fail("a summary slot where the budget allows none (summary " + to_string(b.budget.summary) + ", " +
+         std::to_string(slots) + " slots)");
+  for (size_t lane = 0; lane < lanes; ++lane) {
+    const std::vector<int32_t>& e = b.entry[lane];
+    const std::string where = " in lane " + std::to_string(lane) + " (layer " +
+                              std::to_string(lane / size_t(s.arch.n_head_kv)) + ", KV head " +
+                              std::to_string(lane % size_t(s.arch.n_head_kv)) + ")";
+    if (int64_t(e.size()) != slots || int64_t(b.score[lane].size()) != slots)
+      fail("the book's lanes differ in length" + where);
+    int64_t last = -1, kept = 0;
+    for (int64_t i = 0; i < slots; ++i) {
+      const int32_t x = e[size_t(i)];
+      if (i == summary_slot) {
+        if (x != -1) fail("slot " + std::to_string(i) + " must hold the summary (-1), holds " + std::to_string(x) + where);
+      } else {
+        if (x < 0 || x >= n)
+          fail("slot " + std::to_string(i) + " holds entry " + std::to_string(x) + ", outside [0, " + std::to_string(n) +
+               ")" + where);
+        if (x <= last) fail("entries are not increasing at slot " + std::to_string(i) + where);
+        last = x;
+        ++kept;
+      }
+      if (!std::isfinite(b.score[lane][size_t(i)])) fail("score of slot " + std::to_string(i) + " is not finite" + where);
+    }
+    const int64_t merged = b.merged[lane];
+    if (merged < 0 || (merged > 0) != b.has_summary || merged > n - kept)
+      fail("merged count " + std::to_string(merged) + where + (b.has_summary ? " with" : " without") +
+           " a summary slot, " + std::to_string(kept) + " entries kept of " + std::to_string(n));
+  }
+}
+
+}  // namespace
+
 void check_state(const State& s, const std::string& context, ErrorKind kind) {
   auto fail = [&](const std::string& what) { throw Error(kind, context + ": " + what); };
   const StateArch& a = s.arch;
@@ -77,14 +160,25 @@ void check_state(const State& s, const std::string& context, ErrorKind kind) {
   if (s.positions.size() != s.tokens.size())
     fail(std::to_string(s.tokens.size()) + " tokens but " + std::to_string(s.positions.size()) +
          " positions");
-  if (s.n_ctx < s.size() || s.n_ctx > KvPool::kMaxTokens)
-    fail("context of " + std::to_string(s.n_ctx) + " tokens for " + std::to_string(s.size()) + " entries");
+  if (s.book) check_book(s, fail);
+  // An unbudgeted state's entries are its tokens; a budgeted one's stream may be longer (up to one
+  // token per position) while its slots are what the context must hold.
+  if (s.size() > (s.book ? int64_t(kMaxPosition) : KvPool::kMaxTokens))
+    fail(std::to_string(s.size()) + " tokens are more than a state may hold");
+  if (s.n_ctx < s.kv_entries() || s.n_ctx > KvPool::kMaxTokens)
+    fail("context of " + std::to_string(s.n_ctx) + " tokens for " + std::to_string(s.kv_entries()) + " entries");
+  // Contiguous positions (budgeted only) are each token's slot when it was processed: they restart
+  // after every eviction, so they are bounded but not increasing.
+  const bool increasing = !(s.book && s.book->budget.positions == PositionMode::Contiguous);
   for (size_t i = 0; i < s.tokens.size(); ++i) {
     if (s.tokens[i] < 0 || s.tokens[i] >= a.n_vocab)
       fail("token id " + std::to_string(s.tokens[i]) + " at entry " + std::to_string(i) +
            " is outside the vocabulary of " + std::to_string(a.n_vocab));
-    if (s.positions[i] < 0 || (i > 0 && s.positions[i] <= s.positions[i - 1]))
+    if (s.positions[i] < 0 || (increasing && i > 0 && s.positions[i] <= s.positions[i - 1]))
       fail("positions are not increasing at entry " + std::to_string(i));
+    if (!increasing && s.positions[i] > int64_t(i))
+      fail("contiguous position " + std::to_string(s.positions[i]) + " at entry " + std::to_string(i) +
+           " is beyond the entries before it");
   }
   // Room to continue: the next position must exist (Sequence refuses positions past kMaxPosition).
   if (!s.positions.empty() && s.positions.back() >= kMaxPosition - 1)
@@ -96,7 +190,7 @@ void check_state(const State& s, const std::string& context, ErrorKind kind) {
          std::to_string(want_logits));
   for (size_t i = 0; i < s.logits.size(); ++i)
     if (!std::isfinite(s.logits[i])) fail("logit " + std::to_string(i) + " is not finite");
-  if (!s.tokens.empty() && !s.has_kv()) fail("no K/V data");
+  if (s.kv_entries() > 0 && !s.has_kv()) fail("no K/V data");
 }
 
 }  // namespace kvstash
