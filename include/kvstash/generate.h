@@ -55,6 +55,15 @@ struct PerplexityResult {
 // a window's first is scored. perplexity = exp(mean negative log-likelihood).
 PerplexityResult perplexity(Engine& engine, const std::vector<Token>& tokens, int64_t ctx);
 
+// The whole text as one stream (StreamingLLM's method): every token after the first is scored
+// with the cache of everything before it — a budgeted sequence (budget enabled) that evicts as it
+// goes, or the full cache (which then must hold the text: the engine's context). Fed in chunks of
+// `chunk` tokens with all logits (0: the budget's interval, or 512 without a budget; the result does
+// not depend on it). windows = 1. Throws InvalidArgument for fewer than 2 tokens, an invalid
+// budget or SnapKV (it selects once when a prompt ends; a stream has no prompt end).
+PerplexityResult perplexity_stream(Engine& engine, const std::vector<Token>& tokens, const KvBudget& budget,
+                                   int64_t chunk = 0);
+
 // log(softmax(logits)[target]) computed in double.
 double log_prob(const float* logits, int n_vocab, Token target);
 

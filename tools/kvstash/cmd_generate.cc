@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "budget_options.h"
 #include "commands.h"
 #include "common.h"
 #include "kvstash/prefix.h"
@@ -14,6 +15,7 @@ namespace {
 struct GenerateArgs {
   ModelOptions model;
   GenerationArgs g;
+  BudgetFlags budget;
   std::string state;
   std::vector<std::string> prompts;
   bool chat = false;
@@ -44,19 +46,32 @@ Command add_generate(CLI::App& app) {
   add_model_options(*sub, a->model);
   add_ctx_options(*sub, a->model,
                   "KV cache size in tokens (default: the state's, or its tokens + longest prompt + -n if more; "
-                  "up to the training context)");
+                  "up to the training context); for a state with a KV budget the most tokens the stream may reach");
+  add_budget_options(*sub, a->budget);
   return [a]() {
     resolve(a->g);
     const auto t0 = std::chrono::steady_clock::now();
     const State state = load_state(a->state);
+    // A budgeted state continues with its own settings; flags may only repeat them.
+    const KvBudget budget = budget_for_state(a->budget, state.book, a->state);
     Loaded l = load_model(a->model);
     std::vector<std::string> texts = a->prompts;
     if (a->chat) {
       const ChatTemplate tmpl = detect_chat_template(l.model->gguf());
       for (std::string& t : texts) t = format_chat(tmpl, {{"user", t}}, true);
     }
-    start_engine(l, a->model, wanted_context(state, l.model->tokenizer(), texts, a->g.gen.n_predict), state.size(),
-                 "state");
+    int64_t limit = -1;  // budgeted: the most tokens a stream may reach (-1: unlimited)
+    if (budget.enabled()) {
+      // Every continuation runs in a fork of the restored state. SnapKV made its one selection
+      // when the prefix ended, so nothing more than budget + interval entries is ever held.
+      size_t longest = 0;
+      for (const std::string& p : texts) longest = std::max(longest, l.model->tokenizer().encode(p, false, true).size());
+      limit = start_budgeted_engine(l, a->model, budget, state.kv_entries(), state.size() + int64_t(longest), true,
+                                    "state and prompt");
+    } else {
+      start_engine(l, a->model, wanted_context(state, l.model->tokenizer(), texts, a->g.gen.n_predict), state.size(),
+                   "state");
+    }
     LoadedPrefix prefix(*l.engine, state);
     const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     for (size_t i = 0; i < texts.size(); ++i) {
@@ -66,7 +81,14 @@ Command add_generate(CLI::App& app) {
         print = print_now;
         print_now(a->chat ? a->prompts[i] + "\n" : a->prompts[i]);  // a chat answer starts on its own line
       }
-      const Continuation c = prefix.generate(texts[i], a->g.gen, print);
+      GenerateOptions gen = a->g.gen;
+      bool capped = false;
+      if (limit >= 0) {
+        const int64_t stream = int64_t(prompt_tokens(l.model->tokenizer(), prefix.text() + texts[i]).size());
+        gen.n_predict = capped_n_predict(gen.n_predict, stream, limit, &capped);
+      }
+      Continuation c = prefix.generate(texts[i], gen, print);
+      if (capped && c.result.stop_reason == "length") c.result.stop_reason = "context";  // the positions ran out
       if (!a->json) {
         std::printf("\n");
         continue;
@@ -79,6 +101,7 @@ Command add_generate(CLI::App& app) {
                           {"time_to_first_token_ms", r.time_to_first_token_ms},
                           {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                           {"decode_tokens_per_s", r.decode_tokens_per_s}};
+      if (budget.enabled()) add_budget_json(j, budget);
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       std::fflush(stdout);
     }

@@ -35,16 +35,27 @@ Command add_inspect(CLI::App& app) {
                         {"head_dim", ar.head_dim}, {"n_vocab", ar.n_vocab},
                         {"checksums", "ok"},
                         {"token_ids", s.tokens}};
+    // A budgeted state: `tokens` is the whole stream it processed, kv_slots the entries it keeps.
+    if (s.book) {
+      j["kv_budget"] = s.book->budget.budget;
+      j["kv_policy"] = to_string(s.book->budget.policy);
+      j["kv_settings"] = describe(s.book->budget);
+      j["kv_slots"] = s.kv_entries();
+    }
     if (a->json) {
       std::printf("%s\n", j.dump().c_str());
       return 0;
     }
     std::printf("%s\n  tokens            %lld (context %lld)\n  bytes             %lld (%.0f per token)\n"
                 "  model fingerprint %s\n  cache dtype       %s\n  layers %d, heads %d, KV heads %d, head dim %d\n"
-                "  checksums         ok\n  token ids        ",
+                "  checksums         ok\n",
                 a->path.c_str(), (long long)s.size(), (long long)s.n_ctx, (long long)bytes, j["bytes_per_token"].get<double>(),
                 s.model_fingerprint.hex().c_str(), dtype_info(s.cache_type).name, ar.n_layer, ar.n_head, ar.n_head_kv,
                 ar.head_dim);
+    if (s.book)
+      std::printf("  kv budget         %s\n  kv slots          %lld per layer and KV head (of %lld tokens processed)\n",
+                  describe(s.book->budget).c_str(), (long long)s.kv_entries(), (long long)s.size());
+    std::printf("  token ids        ");
     for (size_t i = 0; i < s.tokens.size() && i < 32; ++i) std::printf(" %d", s.tokens[i]);
     std::printf(s.tokens.size() > 32 ? " ...\n" : "\n");
     return 0;

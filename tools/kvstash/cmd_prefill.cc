@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "budget_options.h"
 #include "commands.h"
 #include "common.h"
 #include "kvstash/error.h"
@@ -15,6 +16,7 @@ namespace kvstash::cli {
 namespace {
 struct PrefillArgs {
   ModelOptions model;
+  BudgetFlags budget;
   std::string file, prompt, out;
   bool json = false;
 };
@@ -30,27 +32,39 @@ Command add_prefill(CLI::App& app) {
   sub->add_flag("--json", a->json, "print prompt_tokens, n_ctx, bytes, seconds, tokens_per_s as JSON");
   add_model_options(*sub, a->model);
   add_ctx_options(*sub, a->model,
-                  "KV cache size in tokens, recorded in the state (default: the prefix, up to the training context)");
+                  "KV cache size in tokens, recorded in the state (default: the prefix, up to the training context); "
+                  "with --kv-budget the most tokens the stream may reach");
+  add_budget_options(*sub, a->budget);
   return [a, file, prompt]() {
     if (file->count() == 0 && prompt->count() == 0) throw Error(ErrorKind::InvalidArgument, "prefill needs --file or --prompt");
+    const KvBudget budget = budget_from_flags(a->budget);
     StateOutput out(a->out);  // a path that cannot be written fails here, before any work
     const std::string text = file->count() ? read_text_file(a->file) : a->prompt;
     Loaded l = load_model(a->model);
     const std::vector<Token> tokens = prompt_tokens(l.model->tokenizer(), text);
-    start_engine(l, a->model, int64_t(tokens.size()), int64_t(tokens.size()), "prefix");
+    const int64_t n = int64_t(tokens.size());
+    if (budget.enabled())  // the state keeps budget + interval entries at most (SnapKV: the prefix until it ends)
+      start_budgeted_engine(l, a->model, budget, budget.policy == EvictionPolicy::SnapKV ? n : 0, n, false, "prefix");
+    else
+      start_engine(l, a->model, n, n, "prefix");
     Progress bar;
     const auto t0 = std::chrono::steady_clock::now();
-    const State state = process_prefix(*l.engine, tokens, [&](int64_t done, int64_t total) { bar.update(done, total); });
+    const State state =
+        process_prefix(*l.engine, tokens, [&](int64_t done, int64_t total) { bar.update(done, total); }, budget);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     out.commit(state);
     const int64_t bytes = file_size(a->out);
     if (a->json) {
       nlohmann::json j = {{"prompt_tokens", state.size()}, {"n_ctx", state.n_ctx}, {"bytes", bytes},
                           {"seconds", seconds}, {"tokens_per_s", double(state.size()) / seconds}, {"out", a->out}};
+      if (budget.enabled()) add_budget_json(j, budget, state.kv_entries());
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("%s: %lld tokens, %lld bytes, %.2f s (%.1f tokens/s)\n", a->out.c_str(),
                   (long long)state.size(), (long long)bytes, seconds, double(state.size()) / seconds);
+      if (budget.enabled())
+        std::printf("  kv budget: %s; %lld entries per layer and KV head kept\n", describe(budget).c_str(),
+                    (long long)state.kv_entries());
     }
     return 0;
   };

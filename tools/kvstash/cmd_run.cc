@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "budget_options.h"
 #include "commands.h"
 #include "common.h"
 #include "kvstash/error.h"
@@ -14,6 +15,7 @@ namespace {
 struct RunArgs {
   ModelOptions model;
   GenerationArgs g;
+  BudgetFlags budget;
   std::string prompt, file;
   bool chat = false;
   bool json = false;
@@ -34,19 +36,37 @@ Command add_run(CLI::App& app) {
   sub->add_flag("--json", a->json, "print one JSON object instead of streaming text");
   add_generation_options(*sub, a->g);
   add_model_options(*sub, a->model);
-  add_ctx_options(*sub, a->model, "KV cache size in tokens (default: prompt + -n, up to the training context)");
+  add_ctx_options(*sub, a->model,
+                  "KV cache size in tokens (default: prompt + -n, up to the training context); with --kv-budget "
+                  "the most tokens the stream may reach (default: the training context with original positions, "
+                  "unlimited with contiguous ones)");
+  add_budget_options(*sub, a->budget);
   return [a, prompt, file]() {
     if (prompt->count() == 0 && file->count() == 0) throw Error(ErrorKind::InvalidArgument, "run needs --prompt or --file");
     resolve(a->g);
+    const KvBudget budget = budget_from_flags(a->budget);
     const std::string text = file->count() ? read_text_file(a->file) : a->prompt;
     Loaded l = load_model(a->model);
     const std::vector<Token> tokens = prompt_tokens(l.model->tokenizer(), prompt_text(*l.model, text, a->chat));
-    const int n = a->g.gen.n_predict;
-    start_engine(l, a->model, n < 0 ? -1 : int64_t(tokens.size()) + n, int64_t(tokens.size()), "prompt");
-    Sequence seq = l.engine->new_sequence();
+    const int64_t n_prompt = int64_t(tokens.size());
+    GenerateOptions gen = a->g.gen;
+    bool capped = false;
+    if (budget.enabled()) {
+      // The cache holds budget + interval entries (SnapKV: the whole prompt until it ends); the
+      // stream itself may run on, up to the limit of its positions.
+      const int64_t held = budget.policy == EvictionPolicy::SnapKV ? n_prompt : 0;
+      const int64_t limit = start_budgeted_engine(l, a->model, budget, held, n_prompt, false, "prompt");
+      gen.n_predict = capped_n_predict(gen.n_predict, n_prompt, limit, &capped);
+    } else {
+      const int n = gen.n_predict;
+      start_engine(l, a->model, n < 0 ? -1 : n_prompt + n, n_prompt, "prompt");
+    }
+    Sequence seq = l.engine->new_sequence(budget);
     std::function<void(const std::string&)> print;
     if (!a->json) print = print_now;
-    const GenerateResult r = generate(*l.engine, seq, tokens, a->g.gen, print);
+    GenerateResult r = generate(*l.engine, seq, tokens, gen, print);
+    // The stream's positions ran out, as a full context does without a budget.
+    if (capped && r.stop_reason == "length") r.stop_reason = "context";
     if (!a->json) {
       std::printf("\n");
       return 0;
@@ -61,6 +81,7 @@ Command add_run(CLI::App& app) {
                         {"time_to_first_token_ms", r.time_to_first_token_ms},
                         {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                         {"decode_tokens_per_s", r.decode_tokens_per_s}};
+    if (budget.enabled()) add_budget_json(j, budget, seq.size());
     std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     return 0;
   };
