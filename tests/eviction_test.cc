@@ -33,11 +33,6 @@ KvBudget budget(EvictionPolicy p, int64_t b, SummaryMode s = SummaryMode::None,
   return k;
 }
 
-struct Run {
-  std::vector<float> logits;  // all logits, in order
-  Sequence* seq = nullptr;
-};
-
 // All logits of the tokens fed in calls of the given sizes.
 std::vector<float> run_split(int threads, const KvBudget& b, const std::vector<Token>& tokens,
                              const std::vector<int64_t>& split) {
@@ -73,23 +68,24 @@ TEST(Eviction, BudgetHoldingEverythingIsBitwiseTheFullCache) {
 }
 
 TEST(Eviction, SameBitsForAnySplitAndThreadCountWhileEvicting) {
-  const std::vector<Token> tokens = prose(300);
+  // 200 tokens through budget 48 + interval 16: nine evictions, some inside a call, some at its end.
+  const std::vector<Token> tokens = prose(200);
   std::mt19937 rng(7);
-  for (EvictionPolicy p : kStreamPolicies) {
-    for (SummaryMode s : {SummaryMode::None, SummaryMode::Mean}) {
-      const KvBudget b = budget(p, 64, s);
-      const std::vector<float> one = run_split(2, b, tokens, {300});
-      std::vector<int64_t> random_split;
-      for (int64_t left = 300; left > 0;) {
-        const int64_t n = std::min<int64_t>(left, 1 + int64_t(rng() % 70));
-        random_split.push_back(n);
-        left -= n;
-      }
-      EXPECT_TRUE(same_bits(run_split(1, b, tokens, random_split), one)) << describe(b);
-      std::vector<int64_t> tail(40, 1);  // the last 40 one by one (decode)
-      tail.insert(tail.begin(), 260);
-      EXPECT_TRUE(same_bits(run_split(2, b, tokens, tail), one)) << describe(b);
+  std::vector<KvBudget> settings;
+  for (EvictionPolicy p : kStreamPolicies) settings.push_back(budget(p, 48));
+  settings.push_back(budget(EvictionPolicy::H2O, 48, SummaryMode::Mean));
+  settings.push_back(budget(EvictionPolicy::Fsdc, 48, SummaryMode::Sum, PositionMode::Contiguous));
+  for (KvBudget b : settings) {
+    b.interval = 16;
+    // Random calls of 1..60 tokens, then the last 30 one by one (decode), on one thread.
+    std::vector<int64_t> split;
+    for (int64_t left = 170; left > 0;) {
+      const int64_t n = std::min<int64_t>(left, 1 + int64_t(rng() % 60));
+      split.push_back(n);
+      left -= n;
     }
+    split.insert(split.end(), 30, 1);
+    EXPECT_TRUE(same_bits(run_split(1, b, tokens, split), run_split(2, b, tokens, {200}))) << describe(b);
   }
 }
 
