@@ -39,7 +39,7 @@ std::string temp_path(const std::string& name) {
   return (fs::temp_directory_path() / ("kvstash_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
-constexpr size_t kPrompt = 300, kMore = 40;
+constexpr size_t kPrompt = 200, kMore = 24;
 
 // The prompt through a budgeted sequence (SnapKV's prompt ends with its selection); the last logits.
 std::vector<float> prefill(Engine& engine, Sequence& seq, const std::vector<Token>& tokens) {
@@ -145,8 +145,8 @@ TEST_P(BudgetedState, SaveLoadRestoreContinuesExactly) {
   EXPECT_EQ(restored.next_position(), original.next_position());
   expect_same_state(snap, snapshot(m, restored, engine.n_ctx(), loaded.logits.data()));
 
-  // Another engine, whose context (256) is shorter than the stream (300): slots are what must fit.
-  Engine other(m, threads(), EngineOptions{.n_ctx = 256});
+  // Another engine, whose context (128) is shorter than the stream (200): slots are what must fit.
+  Engine other(m, threads(), EngineOptions{.n_ctx = 128});
   Sequence elsewhere = other.new_sequence();
   restore(loaded, m, other.n_ctx(), elsewhere);
 
