@@ -3,6 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --no-demo
+# The independent Python reader of .kvs files (scripts/check_kvs_python.py), run by a test.
+if ! .venv-test/bin/python -c "import numpy, safetensors, xxhash" 2>/dev/null; then
+  python3 -m venv .venv-test
+  .venv-test/bin/pip install --quiet numpy safetensors xxhash
+fi
+export KVSTASH_TEST_PYTHON="$PWD/.venv-test/bin/python"
 ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 1800
 # ASan+UBSan tests and bounded fuzzing (scripts/sanitize_and_fuzz.sh); KVSTASH_SKIP_SANITIZE=1 skips.
 if [ "${KVSTASH_SKIP_SANITIZE:-0}" != 1 ]; then bash scripts/sanitize_and_fuzz.sh; fi
