@@ -138,9 +138,8 @@ void Engine::end_prefill(Sequence& seq) {
 }
 
 KeyRotator Engine::key_rotator() const {
-  return [this](uint16_t* key, int32_t delta) {
-    const ModelConfig& c = model_.config();
-    std::vector<float> x(size_t(c.head_dim));
+  const ModelConfig& c = model_.config();
+  return [this, &c, x = std::vector<float>(size_t(c.head_dim))](uint16_t* key, int32_t delta) mutable {
     k_.f16_to_f32_row(key, x.data(), c.head_dim);
     rope(x.data(), 1, c.head_dim, c.n_rot, delta, model_.rope_inv_freq());
     k_.f32_to_f16_row(x.data(), key, c.head_dim);
