@@ -15,13 +15,6 @@ namespace {
 
 constexpr int64_t kTokens = 320;
 
-std::vector<Token> prose_tokens(int64_t n) {
-  std::vector<Token> t = testing::default_model().tokenizer().encode(testing::corpus_text(), true, false);
-  EXPECT_GE(int64_t(t.size()), n);
-  t.resize(size_t(n));
-  return t;
-}
-
 // All logits, feeding the tokens in calls of the given sizes (on the given SIMD level's kernels).
 std::vector<float> run_split(int threads, const std::vector<Token>& tokens, const std::vector<int64_t>& split,
                              std::optional<SimdLevel> simd = std::nullopt) {
@@ -70,7 +63,7 @@ void expect_same_bits(const std::vector<float>& want, const std::vector<float>& 
 class BatchInvariance : public ::testing::TestWithParam<int> {};
 
 TEST_P(BatchInvariance, EverySplitGivesIdenticalLogits) {
-  const std::vector<Token> tokens = prose_tokens(kTokens);
+  const std::vector<Token> tokens = testing::prose_tokens(kTokens);
   static const std::vector<float> reference = run_split(1, tokens, {kTokens});
   int i = 0;
   for (const auto& split : splits(kTokens))
@@ -82,7 +75,7 @@ INSTANTIATE_TEST_SUITE_P(Threads, BatchInvariance, ::testing::Values(1, 2, 3));
 
 TEST(SimdInvariance, ScalarAndAvx2GiveIdenticalLogits) {
   if (Kernels::best_level() != SimdLevel::AVX2) GTEST_SKIP() << "this CPU has no AVX2: nothing to compare";
-  const std::vector<Token> tokens = prose_tokens(24);
+  const std::vector<Token> tokens = testing::prose_tokens(24);
   const std::vector<float> avx2 = run_split(2, tokens, {24}, SimdLevel::AVX2);
   const std::vector<float> scalar = run_split(2, tokens, {10, 14}, SimdLevel::Scalar);
   expect_same_bits(avx2, scalar, "scalar vs AVX2");

@@ -18,13 +18,11 @@ using testing::cli_json;
 
 const int kInvalid = exit_code(ErrorKind::InvalidArgument);
 
-std::string temp_path(const std::string& name) { return ::testing::TempDir() + "cli_budget_" + name; }
-
 // A file with the corpus's text up to (and including) the last '.' before byte `bytes`.
 std::string text_file(const std::string& name, size_t bytes) {
   const std::string& corpus = testing::corpus_text();
   const std::string text = corpus.substr(0, corpus.rfind('.', bytes) + 1);
-  const std::string path = temp_path(name);
+  const std::string path = testing::temp_path(name);
   std::ofstream(path, std::ios::binary) << text;
   return path;
 }
@@ -52,7 +50,7 @@ TEST(CliBudget, BadSettingsAreOneLineInvalidArgumentBeforeAnyWork) {
       // Settings without a budget, or for another policy, would be silently ignored.
       {"run -p hi --kv-policy window", "--kv-policy needs --kv-budget"},
       {"run -p hi --kv-normalize", "--kv-normalize needs --kv-budget"},
-      {"prefill -p hi -o " + temp_path("never.kvs") + " --kv-interval 8", "--kv-interval needs --kv-budget"},
+      {"prefill -p hi -o " + testing::temp_path("never.kvs") + " --kv-interval 8", "--kv-interval needs --kv-budget"},
       {"perplexity -f x.txt --stream --kv-sinks 2", "--kv-sinks needs --kv-budget"},
       {"run -p hi --kv-budget 64 --kv-sinks 2", "--kv-sinks applies to --kv-policy sinks only (the policy is h2o)"},
       {"run -p hi --kv-budget 64 --kv-policy window --snapkv-window 8", "--snapkv-window applies to --kv-policy snapkv"},
@@ -77,7 +75,7 @@ const BudgetState& budget_state() {
   static const BudgetState s = [] {
     BudgetState b;
     b.text = text_file("prefix.txt", 1200);
-    b.kvs = temp_path("h2o64.kvs");
+    b.kvs = testing::temp_path("h2o64.kvs");
     b.prefill = cli_json("prefill -f " + b.text + " -o " + b.kvs + " --kv-budget 64 --json");
     return b;
   }();
@@ -136,7 +134,7 @@ TEST(CliBudget, GenerateFromABudgetedStateEqualsRunOnTheWholeText) {
   // A continuation that tokenizes cleanly after the prefix (it ends with '.').
   const std::string more = " And God said";
   const nlohmann::json g2 = cli_json("generate --state " + s.kvs + " -p '" + more + "'" + gen);
-  const std::string whole = temp_path("whole.txt");
+  const std::string whole = testing::temp_path("whole.txt");
   {
     std::ifstream in(s.text, std::ios::binary);
     std::ofstream(whole, std::ios::binary) << in.rdbuf() << more;

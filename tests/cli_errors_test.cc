@@ -16,11 +16,9 @@ using testing::cli_error;
 
 const int kInvalid = exit_code(ErrorKind::InvalidArgument);
 
-std::string temp_path(const std::string& name) { return ::testing::TempDir() + name; }
-
 // A text file long enough that prefilling it would take many seconds.
 std::string long_text_file() {
-  const std::string path = temp_path("cli_errors_long.txt");
+  const std::string path = testing::temp_path("cli_errors_long.txt");
   std::ofstream(path) << testing::corpus_text();
   return path;
 }
@@ -54,17 +52,17 @@ TEST(CliErrors, HelpAndVersionExitZero) {
 }
 
 TEST(CliErrors, TextFileKinds) {
-  const std::string dir = temp_path("cli_errors_dir");
+  const std::string dir = testing::temp_path("cli_errors_dir");
   std::filesystem::create_directories(dir);
   EXPECT_EQ(cli_error("run --file " + dir).exit_code, kInvalid);
-  EXPECT_EQ(cli_error("prefill --file " + dir + " --out " + temp_path("d.kvs")).exit_code, kInvalid);
+  EXPECT_EQ(cli_error("prefill --file " + dir + " --out " + testing::temp_path("d.kvs")).exit_code, kInvalid);
   EXPECT_EQ(cli_error("run --file /nonexistent/prompt.txt").exit_code, exit_code(ErrorKind::NotFound));
   EXPECT_EQ(cli_error("perplexity --file /nonexistent.txt").exit_code, exit_code(ErrorKind::NotFound));
   // A model file given as text is refused from its first bytes.
-  const testing::CliError binary = cli_error("prefill --file " KVSTASH_DEFAULT_MODEL " --out " + temp_path("b.kvs"));
+  const testing::CliError binary = cli_error("prefill --file " KVSTASH_DEFAULT_MODEL " --out " + testing::temp_path("b.kvs"));
   EXPECT_EQ(binary.exit_code, kInvalid);
   EXPECT_LT(binary.seconds, 1.0);
-  const std::string latin = temp_path("cli_errors_bytes.txt");
+  const std::string latin = testing::temp_path("cli_errors_bytes.txt");
   std::ofstream(latin, std::ios::binary) << std::string(4000, '\xff');
   EXPECT_EQ(cli_error("run --file " + latin).exit_code, kInvalid);
 }
@@ -73,7 +71,7 @@ TEST(CliErrors, TextFileKinds) {
 TEST(CliErrors, UnwritableOutFailsBeforeAnyWork) {
   const std::string text = long_text_file();
   const std::string no_model = " --model /nonexistent/model.gguf";
-  const std::string dir = temp_path("cli_errors_outdir");
+  const std::string dir = testing::temp_path("cli_errors_outdir");
   std::filesystem::create_directories(dir);
   struct Case {
     std::string out;
@@ -81,7 +79,7 @@ TEST(CliErrors, UnwritableOutFailsBeforeAnyWork) {
   };
   std::vector<Case> cases = {{"/nonexistent-dir/x.kvs", ErrorKind::NotFound}, {dir, ErrorKind::InvalidArgument}};
   // A read-only directory; root writes anywhere but in sysfs.
-  const std::string ro = temp_path("cli_errors_ro");
+  const std::string ro = testing::temp_path("cli_errors_ro");
   std::filesystem::create_directories(ro);
   chmod(ro.c_str(), 0555);
   cases.push_back({(access(ro.c_str(), W_OK) == 0 ? std::string("/sys") : ro) + "/x.kvs", ErrorKind::IOError});

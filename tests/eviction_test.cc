@@ -14,14 +14,6 @@
 namespace kvstash {
 namespace {
 
-const std::vector<Token>& prose(int64_t n) {
-  static std::vector<Token> t = testing::default_model().tokenizer().encode(testing::corpus_text(), true, false);
-  EXPECT_GE(int64_t(t.size()), n);
-  static std::vector<Token> cut;
-  cut.assign(t.begin(), t.begin() + n);
-  return cut;
-}
-
 KvBudget budget(EvictionPolicy p, int64_t b, SummaryMode s = SummaryMode::None,
                 PositionMode pos = PositionMode::Original) {
   KvBudget k;
@@ -59,7 +51,7 @@ const EvictionPolicy kStreamPolicies[] = {EvictionPolicy::Window, EvictionPolicy
                                           EvictionPolicy::Tova, EvictionPolicy::Fsdc};
 
 TEST(Eviction, BudgetHoldingEverythingIsBitwiseTheFullCache) {
-  const std::vector<Token> tokens = prose(200);
+  const std::vector<Token> tokens = testing::prose_tokens(200);
   const std::vector<float> full = run_split(2, {}, tokens, {200});
   for (EvictionPolicy p : kStreamPolicies) {
     // 200 tokens never reach budget + interval = 232: no eviction, the full cache's bits.
@@ -69,7 +61,7 @@ TEST(Eviction, BudgetHoldingEverythingIsBitwiseTheFullCache) {
 
 TEST(Eviction, SameBitsForAnySplitAndThreadCountWhileEvicting) {
   // 200 tokens through budget 48 + interval 16: nine evictions, some inside a call, some at its end.
-  const std::vector<Token> tokens = prose(200);
+  const std::vector<Token> tokens = testing::prose_tokens(200);
   std::mt19937 rng(7);
   std::vector<KvBudget> settings;
   for (EvictionPolicy p : kStreamPolicies) settings.push_back(budget(p, 48));
@@ -95,7 +87,7 @@ TEST(Eviction, MemoryIsAllocatedOnceAndNeverGrows) {
   Engine engine(m, pool, EngineOptions{.n_ctx = 128, .kv_tokens = 4096});
   const KvBudget b = budget(EvictionPolicy::H2O, 64);
   Sequence seq = engine.new_sequence(b);
-  const std::vector<Token> tokens = prose(600);
+  const std::vector<Token> tokens = testing::prose_tokens(600);
   const int64_t total_blocks = engine.kv_pool().n_blocks();
   int64_t most = 0;
   for (size_t at = 0; at < tokens.size(); at += 50) {
@@ -114,7 +106,7 @@ TEST(Eviction, EachKvHeadKeepsItsOwnEntries) {
   ThreadPool pool(2);
   Engine engine(m, pool, EngineOptions{.n_ctx = 256});
   Sequence seq = engine.new_sequence(budget(EvictionPolicy::H2O, 64));
-  const std::vector<Token> tokens = prose(200);
+  const std::vector<Token> tokens = testing::prose_tokens(200);
   engine.forward(seq, tokens.data(), 200);
   const EvictionBook& book = *seq.book();
   int differing = 0;
@@ -136,7 +128,7 @@ TEST(Eviction, ScoresAreTheAttentionOfEveryQueryHead) {
   const Model& m = testing::default_model();
   ThreadPool pool(2);
   Engine engine(m, pool, EngineOptions{.n_ctx = 256});
-  const std::vector<Token> tokens = prose(80);
+  const std::vector<Token> tokens = testing::prose_tokens(80);
   Sequence budgeted = engine.new_sequence(budget(EvictionPolicy::H2O, 200));
   engine.forward(budgeted, tokens.data(), 80);
   Sequence full = engine.new_sequence();
@@ -157,7 +149,7 @@ TEST(Eviction, OriginalPositionsKeepKeysContiguousRepositionsThem) {
   const ModelConfig& c = m.config();
   ThreadPool pool(2);
   Engine engine(m, pool, EngineOptions{.n_ctx = 256});
-  const std::vector<Token> tokens = prose(96);  // exactly one eviction (64 + 32): entries 32..95 kept
+  const std::vector<Token> tokens = testing::prose_tokens(96);  // exactly one eviction (64 + 32): entries 32..95 kept
   Sequence full = engine.new_sequence();
   engine.forward(full, tokens.data(), 96);
   for (PositionMode pm : {PositionMode::Original, PositionMode::Contiguous}) {
@@ -197,7 +189,7 @@ TEST(Eviction, ContiguousPositionsRunPastTheContextOfPositions) {
   ThreadPool pool(2);
   Engine engine(m, pool, EngineOptions{.n_ctx = 128});
   Sequence seq = engine.new_sequence(budget(EvictionPolicy::Sinks, 64, SummaryMode::None, PositionMode::Contiguous));
-  const std::vector<Token> tokens = prose(400);
+  const std::vector<Token> tokens = testing::prose_tokens(400);
   const float* l = engine.forward(seq, tokens.data(), 400);
   EXPECT_LE(seq.next_position(), 96);
   EXPECT_TRUE(std::isfinite(l[0]));
@@ -210,7 +202,7 @@ TEST(Eviction, SummaryEntryHoldsTheMeanOfTheEvicted) {
   const ModelConfig& c = m.config();
   ThreadPool pool(2);
   Engine engine(m, pool, EngineOptions{.n_ctx = 256});
-  const std::vector<Token> tokens = prose(96);
+  const std::vector<Token> tokens = testing::prose_tokens(96);
   Sequence full = engine.new_sequence();
   engine.forward(full, tokens.data(), 96);
   for (SummaryMode mode : {SummaryMode::Sum, SummaryMode::Mean}) {
@@ -238,7 +230,7 @@ TEST(Eviction, SnapKvSelectsOnceWhenThePromptEnds) {
   const Model& m = testing::default_model();
   ThreadPool pool(2);
   Engine engine(m, pool, EngineOptions{.n_ctx = 512, .kv_tokens = 2048});
-  const std::vector<Token> tokens = prose(300);
+  const std::vector<Token> tokens = testing::prose_tokens(300);
   Sequence seq = engine.new_sequence(budget(EvictionPolicy::SnapKV, 64));
   const float* l = engine.forward(seq, tokens.data(), 300);
   const std::vector<float> before(l, l + m.config().n_vocab);
@@ -254,7 +246,7 @@ TEST(Eviction, SnapKvSelectsOnceWhenThePromptEnds) {
   for (const auto& e : book.entry)  // the observation window (the last 16) is kept everywhere
     EXPECT_EQ(std::vector<int32_t>(e.end() - 16, e.end()), [] { std::vector<int32_t> w; for (int i = 284; i < 300; ++i) w.push_back(i); return w; }());
   const std::vector<std::vector<int32_t>> selected = book.entry;
-  std::vector<Token> more = prose(400);
+  std::vector<Token> more = testing::prose_tokens(400);
   for (int i = 300; i < 400; ++i) engine.forward(seq, &more[size_t(i)], 1);
   EXPECT_LE(seq.size(), 96);
   for (size_t lane = 0; lane < selected.size(); ++lane)  // the selection stays; a window follows it
@@ -266,7 +258,7 @@ TEST(Eviction, AForkEvictsIntoItsOwnCopy) {
   const Model& m = testing::default_model();
   ThreadPool pool(2);
   Engine engine(m, pool, EngineOptions{.n_ctx = 128, .kv_tokens = 1024});
-  const std::vector<Token> tokens = prose(250);
+  const std::vector<Token> tokens = testing::prose_tokens(250);
   const KvBudget b = budget(EvictionPolicy::Tova, 64);
   Sequence a = engine.new_sequence(b);
   engine.forward(a, tokens.data(), 150);
@@ -302,7 +294,7 @@ TEST(Eviction, BadSettingsAreRefused) {
   EXPECT_THROW(parse_eviction_policy("lru"), Error);
   // A budgeted sequence whose context is smaller than budget + interval: refused when it fills.
   Sequence seq = engine.new_sequence(budget(EvictionPolicy::Window, 120));
-  const std::vector<Token> tokens = prose(150);
+  const std::vector<Token> tokens = testing::prose_tokens(150);
   try {
     engine.forward(seq, tokens.data(), 150);
     FAIL();

@@ -27,18 +27,6 @@ ThreadPool& threads() {
   return pool;
 }
 
-// Public-domain prose: the first n tokens (n <= ~2,000).
-std::vector<Token> prose_tokens(size_t n) {
-  static const std::vector<Token> tokens = testing::default_model().tokenizer().encode(
-      testing::corpus_text().substr(0, 10000), true, false);
-  EXPECT_GE(tokens.size(), n);
-  return std::vector<Token>(tokens.begin(), tokens.begin() + std::min(n, tokens.size()));
-}
-
-std::string temp_path(const std::string& name) {
-  return (fs::temp_directory_path() / ("kvstash_" + std::to_string(::getpid()) + "_" + name)).string();
-}
-
 constexpr size_t kPrompt = 200, kMore = 24;
 
 // The prompt through a budgeted sequence (SnapKV's prompt ends with its selection); the last logits.
@@ -114,7 +102,7 @@ class BudgetedFork : public ::testing::TestWithParam<Config> {};
 TEST_P(BudgetedState, SaveLoadRestoreContinuesExactly) {
   const Config& cfg = GetParam();
   const Model& m = testing::default_model();
-  const std::vector<Token> all = prose_tokens(kPrompt + kMore);
+  const std::vector<Token> all = testing::prose_tokens(kPrompt + kMore);
   const std::vector<Token> prompt(all.begin(), all.begin() + kPrompt), next(all.begin() + kPrompt, all.end());
 
   Engine engine(m, threads(), EngineOptions{.n_ctx = 512, .kv_tokens = 2048});
@@ -129,7 +117,7 @@ TEST_P(BudgetedState, SaveLoadRestoreContinuesExactly) {
   EXPECT_EQ(*snap.book, *original.book());
   EXPECT_EQ(snap.book->has_summary, cfg.budget.summary != SummaryMode::None);
 
-  const std::string path = temp_path(std::string(cfg.name) + ".kvs");
+  const std::string path = testing::temp_path(std::string(cfg.name) + ".kvs");
   save_state(snap, path);
   const State loaded = load_state(path);
   fs::remove(path);
@@ -163,7 +151,7 @@ TEST_P(BudgetedState, SaveLoadRestoreContinuesExactly) {
 TEST_P(BudgetedFork, ForkContinuesLikeTheOriginal) {
   const Config& cfg = GetParam();
   const Model& m = testing::default_model();
-  const std::vector<Token> all = prose_tokens(kPrompt + kMore);
+  const std::vector<Token> all = testing::prose_tokens(kPrompt + kMore);
   const std::vector<Token> prompt(all.begin(), all.begin() + kPrompt), next(all.begin() + kPrompt, all.end());
 
   Engine engine(m, threads(), EngineOptions{.n_ctx = 512, .kv_tokens = 2048});
@@ -199,7 +187,7 @@ INSTANTIATE_TEST_SUITE_P(Policies, BudgetedFork,
 TEST(BudgetedStateModel, UnbudgetedStateMakesTheSequenceUnbudgeted) {
   const Model& m = testing::default_model();
   Engine engine(m, threads(), EngineOptions{.n_ctx = 256});
-  const std::vector<Token> tokens = prose_tokens(21);
+  const std::vector<Token> tokens = testing::prose_tokens(21);
   Sequence full = engine.new_sequence();
   const float* l = engine.forward(full, tokens.data(), 20);
   const State state = snapshot(m, full, engine.n_ctx(), l);
@@ -220,13 +208,13 @@ TEST(BudgetedStateModel, UnbudgetedStateMakesTheSequenceUnbudgeted) {
 TEST(BudgetedStateModel, RefusedRestoreLeavesTheSequenceIntact) {
   const Model& m = testing::default_model();
   Engine engine(m, threads(), EngineOptions{.n_ctx = 512});
-  const std::vector<Token> tokens = prose_tokens(150);
+  const std::vector<Token> tokens = testing::prose_tokens(150);
   Sequence seq = engine.new_sequence(budget(EvictionPolicy::H2O, SummaryMode::Mean));
   const std::vector<float> logits = prefill(engine, seq, tokens);
   const State good = snapshot(m, seq, engine.n_ctx(), logits.data());
 
   Sequence target = engine.new_sequence();
-  const std::vector<Token> mine = prose_tokens(10);
+  const std::vector<Token> mine = testing::prose_tokens(10);
   engine.forward(target, mine.data(), 10);
   const State target_before = snapshot(m, target, engine.n_ctx(), logits.data());
   auto expect_refused = [&](const State& bad, ErrorKind kind, const std::string& words, int64_t n_ctx = 512) {
@@ -262,14 +250,14 @@ TEST(BudgetedStateModel, PythonReaderAcceptsBudgetedFiles) {
     GTEST_SKIP() << python << " lacks safetensors, numpy or xxhash (set KVSTASH_TEST_PYTHON)";
   const Model& m = testing::default_model();
   Engine engine(m, threads(), EngineOptions{.n_ctx = 512});
-  const std::vector<Token> tokens = prose_tokens(150);
+  const std::vector<Token> tokens = testing::prose_tokens(150);
   std::vector<KvBudget> budgets = {KvBudget{}, budget(EvictionPolicy::H2O, SummaryMode::Mean, PositionMode::Contiguous),
                                    budget(EvictionPolicy::Sinks), budget(EvictionPolicy::SnapKV)};
   for (const KvBudget& b : budgets) {
     SCOPED_TRACE(describe(b));
     Sequence seq = engine.new_sequence(b);
     const std::vector<float> logits = prefill(engine, seq, tokens);
-    const std::string path = temp_path("python.kvs");
+    const std::string path = testing::temp_path("python.kvs");
     save_state(snapshot(m, seq, engine.n_ctx(), logits.data()), path);
     const testing::CommandResult r =
         testing::run_command(python + " " KVSTASH_SOURCE_DIR "/scripts/check_kvs_python.py " + path);

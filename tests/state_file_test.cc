@@ -25,18 +25,6 @@ ThreadPool& threads() {
   return pool;
 }
 
-// The first n tokens of public-domain prose (n <= ~2,000).
-std::vector<Token> prose_tokens(size_t n) {
-  static const std::vector<Token> tokens = testing::default_model().tokenizer().encode(
-      testing::corpus_text().substr(0, 10000), true, false);
-  EXPECT_GE(tokens.size(), n);
-  return std::vector<Token>(tokens.begin(), tokens.begin() + std::min(n, tokens.size()));
-}
-
-std::string temp_path(const std::string& name) {
-  return (fs::temp_directory_path() / ("kvstash_" + std::to_string(::getpid()) + "_" + name)).string();
-}
-
 // Prefills `tokens` into a new sequence of `engine` and snapshots it.
 State prefill_state(Engine& engine, Sequence& seq, const std::vector<Token>& tokens) {
   const float* logits = engine.forward(seq, tokens.data(), int64_t(tokens.size()));
@@ -58,7 +46,7 @@ void expect_same_entries(const State& a, const State& b) {
 const Model& other_model() {
   static const std::unique_ptr<Model> other = [] {
     const Model& m = testing::default_model();
-    const std::string copy = temp_path("other_model.gguf");
+    const std::string copy = testing::temp_path("other_model.gguf");
     fs::copy_file(KVSTASH_DEFAULT_MODEL, copy, fs::copy_options::overwrite_existing);
     const GgufTensor& t = m.gguf().tensor("blk.3.ffn_down.weight");
     {
@@ -88,8 +76,8 @@ TEST(StateModel, FingerprintIsStableAndCoversTensorData) {
 TEST(StateModel, StateFromAnotherModelIsRejected) {
   Engine mine(testing::default_model(), threads(), EngineOptions{.n_ctx = 64});
   Sequence seq = mine.new_sequence();
-  const std::string path = temp_path("mine.kvs");
-  save_state(prefill_state(mine, seq, prose_tokens(8)), path);
+  const std::string path = testing::temp_path("mine.kvs");
+  save_state(prefill_state(mine, seq, testing::prose_tokens(8)), path);
   const State s = load_state(path);
   fs::remove(path);
 
@@ -113,13 +101,13 @@ TEST(StateModel, StateFromAnotherModelIsRejected) {
 TEST(StateModel, LoadedStateContinuesExactly) {
   const Model& m = testing::default_model();
   const size_t nv = size_t(m.config().n_vocab);
-  const std::vector<Token> all = prose_tokens(120);
+  const std::vector<Token> all = testing::prose_tokens(120);
   const std::vector<Token> prefix(all.begin(), all.begin() + 100), next(all.begin() + 100, all.end());
 
   Engine first(m, threads(), EngineOptions{.n_ctx = 512});
   Sequence seq = first.new_sequence();
   const State s = prefill_state(first, seq, prefix);
-  const std::string path = temp_path("continue.kvs");
+  const std::string path = testing::temp_path("continue.kvs");
   save_state(s, path);
   const State loaded = load_state(path);
   fs::remove(path);  // the mapping keeps the data
@@ -155,7 +143,7 @@ TEST(StateModel, RestoreKeepsPositionGaps) {
   const Model& m = testing::default_model();
   Engine engine(m, threads(), EngineOptions{.n_ctx = 128});
   Sequence seq = engine.new_sequence();
-  const State full = prefill_state(engine, seq, prose_tokens(50));
+  const State full = prefill_state(engine, seq, testing::prose_tokens(50));
 
   State gappy;  // entries 0..9 and 30..49
   gappy.model_fingerprint = full.model_fingerprint;
@@ -177,7 +165,7 @@ TEST(StateModel, RestoreKeepsPositionGaps) {
         std::memcpy(gappy.mutable_k(l) + (h * keep.size() + j) * hd, full.k(l) + (h * 50 + keep[j]) * hd, hd * 2);
         std::memcpy(gappy.mutable_v(l) + (h * keep.size() + j) * hd, full.v(l) + (h * 50 + keep[j]) * hd, hd * 2);
       }
-  const std::string path = temp_path("gaps.kvs");
+  const std::string path = testing::temp_path("gaps.kvs");
   save_state(gappy, path);
   const State loaded = load_state(path);
   fs::remove(path);
@@ -196,14 +184,14 @@ TEST(StateModel, RestoreFailureLeavesSequenceIntact) {
   const Model& m = testing::default_model();
   Engine big(m, threads(), EngineOptions{.n_ctx = 160});
   Sequence long_seq = big.new_sequence();
-  const State too_long = prefill_state(big, long_seq, prose_tokens(100));
+  const State too_long = prefill_state(big, long_seq, testing::prose_tokens(100));
 
   // 6 blocks of 16 entries: seq holds 2, other 3.
   Engine engine(m, threads(), EngineOptions{.n_ctx = 96, .block_tokens = 16, .kv_tokens = 96});
   Sequence seq = engine.new_sequence();
-  const State before = prefill_state(engine, seq, prose_tokens(20));
+  const State before = prefill_state(engine, seq, testing::prose_tokens(20));
   Sequence other = engine.new_sequence();
-  const State good = prefill_state(engine, other, prose_tokens(40));
+  const State good = prefill_state(engine, other, testing::prose_tokens(40));
 
   auto expect_refused = [&](const State& s, ErrorKind kind, const std::string& why) {
     SCOPED_TRACE(why);
@@ -248,7 +236,7 @@ TEST(StateModel, RestoreFailureLeavesSequenceIntact) {
   expect_refused(good, ErrorKind::ResourceExhausted, "does not fit the free KV cache");
 
   // After all that, seq continues exactly like a sequence that was never touched.
-  const std::vector<Token> tokens = prose_tokens(21);
+  const std::vector<Token> tokens = testing::prose_tokens(21);
   const float* l = engine.forward(seq, &tokens[20], 1);
   const std::vector<float> got(l, l + m.config().n_vocab);
   Sequence fresh = big.new_sequence();
@@ -261,10 +249,10 @@ TEST(StateModel, RestoreIntoForkLeavesParentIntact) {
   const Model& m = testing::default_model();
   Engine engine(m, threads(), EngineOptions{.n_ctx = 256});
   Sequence parent = engine.new_sequence();
-  const State before = prefill_state(engine, parent, prose_tokens(45));
+  const State before = prefill_state(engine, parent, testing::prose_tokens(45));
   Sequence child = parent.fork();
   Sequence other = engine.new_sequence();
-  const std::vector<Token> tokens = prose_tokens(70);
+  const std::vector<Token> tokens = testing::prose_tokens(70);
   const State s = prefill_state(engine, other, std::vector<Token>(tokens.begin() + 20, tokens.end()));
   restore(s, engine.model(), engine.n_ctx(), child);
   expect_same_entries(s, snapshot(engine.model(), child, engine.n_ctx(), s.logits.data()));

@@ -53,6 +53,18 @@ inline const std::string& corpus_text() {
   return text;
 }
 
+// The first n tokens of the corpus (BOS first; the corpus has a few thousand).
+inline std::vector<Token> prose_tokens(size_t n) {
+  static const std::vector<Token> tokens = default_model().tokenizer().encode(corpus_text(), true, false);
+  EXPECT_GE(tokens.size(), n);
+  return std::vector<Token>(tokens.begin(), tokens.begin() + long(std::min(n, tokens.size())));
+}
+
+// A path in the temp directory, unique to this process.
+inline std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("kvstash_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
 inline std::string cli() { return KVSTASH_CLI; }
 
 // Runs the CLI with args that must succeed and print one JSON object.
