@@ -51,33 +51,33 @@ const EvictionPolicy kStreamPolicies[] = {EvictionPolicy::Window, EvictionPolicy
                                           EvictionPolicy::Tova, EvictionPolicy::Fsdc};
 
 TEST(Eviction, BudgetHoldingEverythingIsBitwiseTheFullCache) {
-  const std::vector<Token> tokens = testing::prose_tokens(200);
-  const std::vector<float> full = run_split(2, {}, tokens, {200});
+  const std::vector<Token> tokens = testing::prose_tokens(120);
+  const std::vector<float> full = run_split(2, {}, tokens, {120});
   for (EvictionPolicy p : kStreamPolicies) {
-    // 200 tokens never reach budget + interval = 232: no eviction, the full cache's bits.
-    EXPECT_TRUE(same_bits(run_split(2, budget(p, 200), tokens, {37, 163}), full)) << to_string(p);
+    // 120 tokens never reach budget + interval = 152: no eviction, the full cache's bits.
+    EXPECT_TRUE(same_bits(run_split(2, budget(p, 120), tokens, {37, 83}), full)) << to_string(p);
   }
 }
 
 TEST(Eviction, SameBitsForAnySplitAndThreadCountWhileEvicting) {
-  // 200 tokens through budget 48 + interval 16: nine evictions, some inside a call, some at its end.
-  const std::vector<Token> tokens = testing::prose_tokens(200);
+  // 160 tokens through budget 32 + interval 16: eight evictions, some inside a call, some at its end.
+  const std::vector<Token> tokens = testing::prose_tokens(160);
   std::mt19937 rng(7);
   std::vector<KvBudget> settings;
-  for (EvictionPolicy p : kStreamPolicies) settings.push_back(budget(p, 48));
-  settings.push_back(budget(EvictionPolicy::H2O, 48, SummaryMode::Mean));
-  settings.push_back(budget(EvictionPolicy::Fsdc, 48, SummaryMode::Sum, PositionMode::Contiguous));
+  for (EvictionPolicy p : kStreamPolicies) settings.push_back(budget(p, 32));
+  settings.push_back(budget(EvictionPolicy::H2O, 32, SummaryMode::Mean));
+  settings.push_back(budget(EvictionPolicy::Fsdc, 32, SummaryMode::Sum, PositionMode::Contiguous));
   for (KvBudget b : settings) {
     b.interval = 16;
-    // Random calls of 1..60 tokens, then the last 30 one by one (decode), on one thread.
+    // Random calls of 1..60 tokens, then the last 10 one by one (decode), on one thread.
     std::vector<int64_t> split;
-    for (int64_t left = 170; left > 0;) {
+    for (int64_t left = 150; left > 0;) {
       const int64_t n = std::min<int64_t>(left, 1 + int64_t(rng() % 60));
       split.push_back(n);
       left -= n;
     }
-    split.insert(split.end(), 30, 1);
-    EXPECT_TRUE(same_bits(run_split(1, b, tokens, split), run_split(2, b, tokens, {200}))) << describe(b);
+    split.insert(split.end(), 10, 1);
+    EXPECT_TRUE(same_bits(run_split(1, b, tokens, split), run_split(2, b, tokens, {160}))) << describe(b);
   }
 }
 
