@@ -238,7 +238,9 @@ TEST(Eviction, SnapKvSelectsOnceWhenThePromptEnds) {
   Sequence full = engine.new_sequence();
   const float* fl = engine.forward(full, tokens.data(), 300);
   EXPECT_EQ(std::memcmp(before.data(), fl, before.size() * sizeof(float)), 0);
-  engine.end_prefill(seq);
+  // The last logits come back unchanged (the observation window is run again, bitwise the same).
+  const float* again = engine.end_prefill(seq, l);
+  EXPECT_EQ(std::memcmp(before.data(), again, before.size() * sizeof(float)), 0);
   ASSERT_EQ(seq.size(), 64);
   const EvictionBook& book = *seq.book();
   EXPECT_TRUE(book.selected);

@@ -31,10 +31,8 @@ constexpr size_t kPrompt = 200, kMore = 24;
 
 // The prompt through a budgeted sequence (SnapKV's prompt ends with its selection); the last logits.
 std::vector<float> prefill(Engine& engine, Sequence& seq, const std::vector<Token>& tokens) {
-  const float* l = engine.forward(seq, tokens.data(), int64_t(tokens.size()));
-  std::vector<float> logits(l, l + engine.model().config().n_vocab);
-  engine.end_prefill(seq);
-  return logits;
+  const float* l = engine.end_prefill(seq, engine.forward(seq, tokens.data(), int64_t(tokens.size())));
+  return std::vector<float>(l, l + engine.model().config().n_vocab);
 }
 
 // kMore tokens one by one; every step's logits, back to back.

@@ -356,9 +356,8 @@ json run_greedy(const Model& model, ThreadPool& pool, const Args& a) {
   for (const Config& c : a.configs) {
     const auto tc = Clock::now();
     Sequence seq = engine.new_sequence(c.b);
-    const float* l = engine.forward(seq, toks.data(), P);
+    const float* l = engine.end_prefill(seq, engine.forward(seq, toks.data(), P));
     const std::vector<float> last(l, l + V);
-    engine.end_prefill(seq);
     Sequence tf = seq.fork();
     const std::vector<Token> got = greedy_from(engine, seq, last.data(), G, V);
     int64_t same = 0, first_div = G;
@@ -486,9 +485,8 @@ json run_passkey(const Model& model, ThreadPool& pool, const Args& a) {
         std::vector<Token> rest = needle_tokens(key);
         rest.insert(rest.end(), filler.begin() + cut, filler.end());
         rest.insert(rest.end(), tail.begin(), tail.end());
-        const float* l = engine.forward(s, rest.data(), int64_t(rest.size()));
+        const float* l = engine.end_prefill(s, engine.forward(s, rest.data(), int64_t(rest.size())));
         const std::vector<float> last(l, l + V);
-        engine.end_prefill(s);
         std::vector<Token> out;
         Token t = argmax(last.data(), V);
         for (int64_t i = 0; i < a.gen; ++i) {
@@ -553,7 +551,7 @@ json run_decode(const Model& model, ThreadPool& pool, const Args& a) {
   const float* l = nullptr;
   for (int64_t at = 0; at < a.prefill; at += 512)
     l = engine.forward(seq, &toks[size_t(at)], std::min<int64_t>(512, a.prefill - at));
-  engine.end_prefill(seq);
+  l = engine.end_prefill(seq, l);
   const double prefill_s = seconds_since(t0);
   const long hwm_after_prefill = vm_hwm_kb();
   Token t = argmax(l, V);

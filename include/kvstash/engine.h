@@ -59,10 +59,11 @@ class Engine {
   // chunks before the eviction point.
   const float* forward(Sequence& seq, const Token* tokens, int64_t n,
                        const ForwardOptions& options = {});
-  // Marks the end of a prompt: SnapKV makes its one selection here (running the observation
-  // window's tokens again to gather their attention); a no-op for other sequences. Invalidates the
-  // pointer forward returned (the last token's logits are unchanged: keep a copy).
-  void end_prefill(Sequence& seq);
+  // Marks the end of a prompt whose last logits forward returned: SnapKV makes its one selection
+  // here (running the observation window's tokens again to gather their attention); a no-op for
+  // other sequences. Returns the last token's logits: `last_logits`, or the same values computed
+  // again where the window was run again.
+  const float* end_prefill(Sequence& seq, const float* last_logits);
 
  private:
   struct Scratch;

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -99,6 +100,9 @@ class Sequence {
   // Tokens that may be appended before an eviction is due (INT64_MAX: no eviction point ahead).
   int64_t room() const;
   bool eviction_due() const { return room() == 0; }
+  // Budgeted and past any SnapKV selection: it evicts as it goes, so its slots, not its stream,
+  // must fit a context; otherwise it holds everything it reads.
+  bool evicts_as_it_goes() const { return room() != std::numeric_limits<int64_t>::max(); }
   // Evicts down to the budget by the policy (call when eviction_due()). Shared blocks are copied
   // first (ResourceExhausted, nothing changed, if the pool lacks room for the copies).
   void evict(const KeyRotator& rotate);

@@ -122,9 +122,9 @@ const float* Engine::forward(Sequence& seq, const Token* tokens, int64_t n, cons
   return o.all_logits ? s_->stream_logits.data() : logits;
 }
 
-void Engine::end_prefill(Sequence& seq) {
+const float* Engine::end_prefill(Sequence& seq, const float* last_logits) {
   const EvictionBook* b = seq.book();
-  if (!b || b->budget.policy != EvictionPolicy::SnapKV || b->selected) return;
+  if (!b || b->budget.policy != EvictionPolicy::SnapKV || b->selected) return last_logits;
   if (seq.size() > b->budget.budget) {
     // The observation window's queries are gone: run its tokens again (bitwise the same K/V and
     // logits, by batch invariance), this time gathering their attention.
@@ -132,9 +132,10 @@ void Engine::end_prefill(Sequence& seq) {
     const std::vector<Token> last(seq.tokens().end() - w, seq.tokens().end());
     seq.truncate(seq.size() - w);
     for (int64_t at = 0; at < w; at += kGatherChunk)
-      forward_chunk(seq, last.data() + at, std::min(kGatherChunk, w - at), false, nullptr, true);
+      last_logits = forward_chunk(seq, last.data() + at, std::min(kGatherChunk, w - at), false, nullptr, true);
   }
   seq.select_after_prefill(key_rotator());
+  return last_logits;
 }
 
 KeyRotator Engine::key_rotator() const {

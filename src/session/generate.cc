@@ -93,7 +93,7 @@ GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>&
     throw Error(ErrorKind::InvalidArgument, "-n must be -1 (until end of generation or a full context) or >= 0, got " +
                                                 std::to_string(o.n_predict));
   // A budgeted sequence evicts as it goes; only a sequence that holds the whole prompt must fit it.
-  if (seq.room() == std::numeric_limits<int64_t>::max() && seq.size() + int64_t(prompt.size()) > engine.n_ctx())
+  if (!seq.evicts_as_it_goes() && seq.size() + int64_t(prompt.size()) > engine.n_ctx())
     throw Error(ErrorKind::ResourceExhausted, "prompt of " + std::to_string(seq.size() + int64_t(prompt.size())) +
                 " tokens does not fit the context of " + std::to_string(engine.n_ctx()) + " tokens");
   const Tokenizer& tok = engine.model().tokenizer();
@@ -109,12 +109,7 @@ GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>&
     const int64_t n = std::min<int64_t>(o.prefill_chunk, int64_t(prompt.size() - at));
     logits = engine.forward(seq, &prompt[at], n);
   }
-  std::vector<float> prompt_logits;
-  if (!prompt.empty() && seq.book() && seq.book()->budget.policy == EvictionPolicy::SnapKV && !seq.book()->selected) {
-    prompt_logits.assign(logits, logits + n_vocab);
-    engine.end_prefill(seq);
-    logits = prompt_logits.data();
-  }
+  if (!prompt.empty()) logits = engine.end_prefill(seq, logits);
   const double prefill_s = seconds_since(t0);
   if (!prompt.empty()) r.prefill_tokens_per_s = double(prompt.size()) / std::max(prefill_s, 1e-9);
 
@@ -137,7 +132,7 @@ GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>&
     if ((stopped = text.append(r.text, stream.push(next)))) break;
     if (unlimited || i + 1 < o.n_predict) {
       // A budgeted sequence evicts before its slots run out; its stream has no end here.
-      if (seq.room() == std::numeric_limits<int64_t>::max() && seq.size() + 1 > engine.n_ctx()) {
+      if (!seq.evicts_as_it_goes() && seq.size() + 1 > engine.n_ctx()) {
         r.stop_reason = "context";
         break;
       }

@@ -1,7 +1,6 @@
 #include "kvstash/prefix.h"
 
 #include <algorithm>
-#include <limits>
 
 #include "kvstash/error.h"
 
@@ -15,7 +14,7 @@ State process_prefix(Engine& engine, const std::vector<Token>& tokens,
                      const std::function<void(int64_t, int64_t)>& progress, const KvBudget& budget) {
   if (tokens.empty()) throw Error(ErrorKind::InvalidArgument, "prefix is empty");
   Sequence seq = engine.new_sequence(budget);
-  if (seq.room() == std::numeric_limits<int64_t>::max() && int64_t(tokens.size()) > engine.n_ctx())
+  if (!seq.evicts_as_it_goes() && int64_t(tokens.size()) > engine.n_ctx())
     throw Error(ErrorKind::ResourceExhausted, "prefix of " + std::to_string(tokens.size()) +
                                                   " tokens does not fit the context of " +
                                                   std::to_string(engine.n_ctx()) + " tokens");
@@ -26,9 +25,8 @@ State process_prefix(Engine& engine, const std::vector<Token>& tokens,
     logits = engine.forward(seq, &tokens[at], n);
     if (progress) progress(int64_t(at) + n, int64_t(tokens.size()));
   }
-  const std::vector<float> last(logits, logits + engine.model().config().n_vocab);
-  engine.end_prefill(seq);
-  return snapshot(engine.model(), seq, engine.n_ctx(), last.data());
+  logits = engine.end_prefill(seq, logits);
+  return snapshot(engine.model(), seq, engine.n_ctx(), logits);
 }
 
 State process_prefix(Engine& engine, const std::string& text,
