@@ -25,16 +25,7 @@ std::vector<float> run_split(int threads, const std::vector<Token>& tokens, cons
     EXPECT_EQ(engine.kernels().level(), *simd);
   }
   Sequence seq = engine.new_sequence();
-  const size_t nv = size_t(m.config().n_vocab);
-  std::vector<float> all;
-  size_t at = 0;
-  for (int64_t n : split) {
-    const float* l = engine.forward(seq, &tokens[at], n, ForwardOptions{.all_logits = true});
-    all.insert(all.end(), l, l + size_t(n) * nv);
-    at += size_t(n);
-  }
-  EXPECT_EQ(at, tokens.size());
-  return all;
+  return testing::all_logits_in_calls(engine, seq, tokens, split);
 }
 
 std::vector<std::vector<int64_t>> splits(int64_t n) {

@@ -32,15 +32,7 @@ std::vector<float> run_split(int threads, const KvBudget& b, const std::vector<T
   ThreadPool pool(threads);
   Engine engine(m, pool, EngineOptions{.n_ctx = 512});
   Sequence seq = engine.new_sequence(b);
-  const size_t nv = size_t(m.config().n_vocab);
-  std::vector<float> all;
-  size_t at = 0;
-  for (int64_t n : split) {
-    const float* l = engine.forward(seq, &tokens[at], n, ForwardOptions{.all_logits = true});
-    all.insert(all.end(), l, l + size_t(n) * nv);
-    at += size_t(n);
-  }
-  return all;
+  return testing::all_logits_in_calls(engine, seq, tokens, split);
 }
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kvstash/engine.h"
 #include "kvstash/error.h"
 #include "kvstash/model.h"
 
@@ -58,6 +59,21 @@ inline std::vector<Token> prose_tokens(size_t n) {
   static const std::vector<Token> tokens = default_model().tokenizer().encode(corpus_text(), true, false);
   EXPECT_GE(tokens.size(), n);
   return std::vector<Token>(tokens.begin(), tokens.begin() + long(std::min(n, tokens.size())));
+}
+
+// All logits of the tokens fed to seq in forward calls of the given sizes (which sum to tokens.size()).
+inline std::vector<float> all_logits_in_calls(Engine& engine, Sequence& seq, const std::vector<Token>& tokens,
+                                              const std::vector<int64_t>& split) {
+  const size_t nv = size_t(engine.model().config().n_vocab);
+  std::vector<float> all;
+  size_t at = 0;
+  for (int64_t n : split) {
+    const float* l = engine.forward(seq, &tokens[at], n, ForwardOptions{.all_logits = true});
+    all.insert(all.end(), l, l + size_t(n) * nv);
+    at += size_t(n);
+  }
+  EXPECT_EQ(at, tokens.size());
+  return all;
 }
 
 // A path in the temp directory, unique to this process.

@@ -24,6 +24,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Owned K/V storage for the state's shape, filled with random f16 bit patterns.
+void fill_random_kv(State& s, std::mt19937& rng) {
+  s.allocate_kv();
+  for (int l = 0; l < s.arch.n_layer; ++l)
+    for (size_t i = 0; i < s.kv_elements(); ++i) {
+      s.mutable_k(l)[i] = uint16_t(rng());
+      s.mutable_v(l)[i] = uint16_t(rng());
+    }
+}
+
 // 2 layers, 2 KV heads of 8 values, a vocabulary of 50: a 5-token state is ~2.5 KB.
 State make_state(int64_t n, uint32_t seed = 1) {
   std::mt19937 rng(seed);
@@ -39,12 +49,7 @@ State make_state(int64_t n, uint32_t seed = 1) {
   }
   if (n > 0)
     for (int i = 0; i < s.arch.n_vocab; ++i) s.logits.push_back(float(int(rng() % 20001) - 10000) / 997.0f);
-  s.allocate_kv();
-  for (int l = 0; l < s.arch.n_layer; ++l)
-    for (size_t i = 0; i < s.kv_elements(); ++i) {
-      s.mutable_k(l)[i] = uint16_t(rng());
-      s.mutable_v(l)[i] = uint16_t(rng());
-    }
+  fill_random_kv(s, rng);
   return s;
 }
 
@@ -123,12 +128,7 @@ State make_budgeted(Shape shape, uint32_t seed = 3) {
   }
   s.book = b;
   s.n_ctx = slots + 5;
-  s.allocate_kv();
-  for (int l = 0; l < s.arch.n_layer; ++l)
-    for (size_t i = 0; i < s.kv_elements(); ++i) {
-      s.mutable_k(l)[i] = uint16_t(rng());
-      s.mutable_v(l)[i] = uint16_t(rng());
-    }
+  fill_random_kv(s, rng);
   return s;
 }
 
