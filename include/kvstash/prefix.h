@@ -26,6 +26,17 @@ State process_prefix(Engine& engine, const std::vector<Token>& tokens,
 State process_prefix(Engine& engine, const std::string& text,
                      const std::function<void(int64_t, int64_t)>& progress = {}, const KvBudget& budget = {});
 
+// Calls fn(i, logits) with the logits that predict tokens[i] when `tokens` continue the state: i = 0
+// gets the state's last logits, i > 0 the state's cache plus tokens[0..i) (fed in calls of `chunk`
+// tokens; the logits do not depend on it). The engine's context must hold the state and the
+// tokens (ResourceExhausted). A budgeted state keeps evicting as the tokens are fed.
+void continuation_logits(Engine& engine, const State& state, const std::vector<Token>& tokens,
+                         const std::function<void(int64_t, const float*)>& fn, int64_t chunk = 512);
+// Perplexity of `tokens` as the continuation of the state (every token scored; windows = 1): the
+// quality measure of a lossy state (codec level, KV budget) against the exact one.
+PerplexityResult perplexity_after(Engine& engine, const State& state, const std::vector<Token>& tokens,
+                                  int64_t chunk = 512);
+
 struct Continuation {
   GenerateResult result;
   int64_t reused_tokens = 0;  // cache entries taken from the state
