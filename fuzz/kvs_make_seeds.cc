@@ -1,13 +1,28 @@
-// Writes a few tiny valid .kvs files (small made-up architectures, so each stays far below the
-// fuzzer's -max_len; unbudgeted and budgeted states) into the directory given: seeds for kvs_fuzz,
+// Writes a few tiny valid .kvs and .kvz files (small made-up architectures, so each stays far below the
+// fuzzer's -max_len; unbudgeted and budgeted states) into the directory given: seeds for kvs_fuzz and kvz_fuzz,
 // via fuzz/make_corpus.py.
 #include <cstdio>
 #include <string>
 
 #include "kvstash/error.h"
+#include "kvstash/kvz.h"
 #include "kvstash/state.h"
 
 using namespace kvstash;
+
+namespace {
+// Each state as seedN.kvs and, for kvz_fuzz, seedN.kvz: two lossy levels and lossless, in chunks
+// of 2 slots, so that every part of a .kvz (several chunks, a short last one, levels side by side)
+// is in the seeds.
+void write_seed(const State& s, const std::string& dir, int n) {
+  const std::string base = dir + "/seed" + std::to_string(n);
+  save_state(s, base + ".kvs");
+  KvzOptions o;
+  o.levels = {1, 2, kvz_lossless_level()};
+  o.chunk_tokens = 2;
+  save_kvz(s, base + ".kvz", o);
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 2) {
@@ -37,7 +52,7 @@ int main(int argc, char** argv) {
             s.mutable_v(l)[i] = uint16_t(0xbc00 + 5 * i + l);
           }
       }
-      save_state(s, std::string(argv[1]) + "/seed" + std::to_string(n++) + ".kvs");
+      write_seed(s, argv[1], n++);
     }
     // Budgeted states (format version 3): a book with a summary slot, and one with contiguous
     // positions, so that mutations reach the book's checks.
@@ -77,7 +92,7 @@ int main(int argc, char** argv) {
           s.mutable_k(l)[i] = uint16_t(0x3c00 + 3 * i + l);
           s.mutable_v(l)[i] = uint16_t(0xbc00 + 11 * i + l);
         }
-      save_state(s, std::string(argv[1]) + "/seed" + std::to_string(n++) + ".kvs");
+      write_seed(s, argv[1], n++);
     }
   } catch (const Error& e) {
     std::fprintf(stderr, "kvs_make_seeds: %s\n", e.what());

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Writes the fuzzers' seed corpora into OUT/{gguf,kvs,tokenizer} (python3 stdlib only).
+"""Writes the fuzzers' seed corpora into OUT/{gguf,kvs,kvz,tokenizer} (python3 stdlib only).
 
 GGUF seeds are written here (v3 layout: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md),
 among them two tiny llama models that Model::load accepts, so the fuzzer starts from inputs that
 reach the loader and the forward pass. .kvs seeds come from kvs_make_seeds (the library's own
-writer: xxh3 is not in the stdlib), each prefixed with kvs_fuzz's mode byte.
+writer: xxh3 is not in the stdlib), each prefixed with kvs_fuzz's mode byte; so do the .kvz seeds
+(prefixed with kvz_fuzz's mode byte).
 
 usage: make_corpus.py OUT [--kvs-seeds PATH/TO/kvs_make_seeds]
 """
@@ -149,7 +150,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--kvs-seeds", help="the kvs_make_seeds program (kvs seeds are skipped without it)")
     args = ap.parse_args()
-    dirs = {d: os.path.join(args.out, d) for d in ("gguf", "kvs", "tokenizer")}
+    dirs = {d: os.path.join(args.out, d) for d in ("gguf", "kvs", "kvz", "tokenizer")}
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
     for name, data in gguf_seeds(random.Random(7)).items():
@@ -164,8 +165,10 @@ def main():
             for name in sorted(os.listdir(tmp)):
                 with open(os.path.join(tmp, name), "rb") as f:
                     data = f.read()
-                for mode in range(3):  # kvs_fuzz's first byte: as is / fix checksums / fix layout
-                    with open(os.path.join(dirs["kvs"], "%s.mode%d" % (name, mode)), "wb") as f:
+                # kvs_fuzz's first byte: as is / fix checksums / fix layout; kvz_fuzz's: as is / fix checksums.
+                kind, modes = ("kvz", 2) if name.endswith(".kvz") else ("kvs", 3)
+                for mode in range(modes):
+                    with open(os.path.join(dirs[kind], "%s.mode%d" % (name, mode)), "wb") as f:
                         f.write(bytes([mode]) + data)
     counts = ", ".join("%s %d" % (d, len(os.listdir(p))) for d, p in dirs.items())
     print("make_corpus: %s seeds in %s" % (counts, args.out))

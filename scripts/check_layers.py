@@ -16,7 +16,7 @@ LAYERS = [
     ("kv", ["kv_budget.h", "kv_cache.h"]),
     ("model", ["model.h", "engine.h"]),
     ("state", ["state.h"]),
-    ("codec", []),
+    ("codec", ["kvz.h"]),
     ("store", []),
     ("session", ["generate.h", "prefix.h"]),
     ("server", []),

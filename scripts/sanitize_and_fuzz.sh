@@ -32,7 +32,7 @@ python3 fuzz/make_corpus.py build-fuzz/corpus --kvs-seeds build-fuzz/kvs_make_se
 step "fuzzers built, corpora made"
 
 summary=()
-for spec in gguf:16384 kvs:65536 tokenizer:4096; do
+for spec in gguf:16384 kvs:65536 kvz:65536 tokenizer:4096; do
   name=${spec%%:*} max_len=${spec##*:}
   mkdir -p "build-fuzz/work/$name" build-fuzz/artifacts
   log=build-fuzz/$name.log

@@ -17,6 +17,7 @@ struct GenerateArgs {
   GenerationArgs g;
   BudgetFlags budget;
   std::string state;
+  int level = 0;
   std::vector<std::string> prompts;
   bool chat = false;
   bool json = false;
@@ -38,7 +39,8 @@ Command add_generate(CLI::App& app) {
       "generate",
       "continue a saved state; one continuation per --prompt. Plain-text output: each prompt and its "
       "continuation, preceded by a line '--- prompt I/N' when there are several prompts");
-  sub->add_option("--state", a->state, "state file (.kvs) from prefill")->required();
+  sub->add_option("--state", a->state, "state file (.kvs or .kvz) from prefill or compress")->required();
+  add_load_level_option(*sub, a->level);
   sub->add_option("-p,--prompt", a->prompts, "continuation text appended to the prefix (repeatable)")->required();
   sub->add_flag("--chat", a->chat, "append each prompt as a user message in the model's chat template");
   sub->add_flag("--json", a->json, "one JSON object per continuation, one per line");
@@ -51,7 +53,7 @@ Command add_generate(CLI::App& app) {
   return [a]() {
     resolve(a->g);
     const auto t0 = std::chrono::steady_clock::now();
-    const State state = load_state(a->state);
+    const State state = load_state_file(a->state, a->level);
     // A budgeted state continues with its own settings; flags may only repeat them.
     const KvBudget budget = budget_for_state(a->budget, state.book, a->state);
     Loaded l = load_model(a->model);

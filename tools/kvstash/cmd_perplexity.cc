@@ -12,6 +12,7 @@
 #include "common.h"
 #include "kvstash/error.h"
 #include "kvstash/generate.h"
+#include "kvstash/prefix.h"
 #include "text_input.h"
 
 namespace kvstash::cli {
@@ -20,7 +21,8 @@ namespace {
 struct PerplexityArgs {
   ModelOptions model;
   BudgetFlags budget;
-  std::string file;
+  std::string file, state;
+  int level = 0;
   bool json = false;
   bool stream = false;
 };
@@ -46,6 +48,38 @@ PerplexityResult budgeted_windows(Engine& engine, const std::vector<Token>& toke
   r.perplexity = std::exp(r.mean_nll);
   return r;
 }
+
+// --state: the text (tokenized without BOS) scored as the continuation of the state, each token
+// predicted from the state's cache and the text before it (perplexity_after). The context holds
+// the state and the text; a budgeted state keeps its budget and evicts as the text is fed.
+int perplexity_of_state(const PerplexityArgs& a, bool ctx_given) {
+  if (a.stream) throw Error(ErrorKind::InvalidArgument, "--stream does not apply with --state (the text continues the state)");
+  const State state = load_state_file(a.state, a.level);
+  const KvBudget budget = budget_for_state(a.budget, state.book, a.state);
+  const std::string text = read_text_file(a.file);
+  Loaded l = load_model(a.model);
+  const std::vector<Token> tokens = l.model->tokenizer().encode(text, false, false);
+  if (tokens.empty()) throw Error(ErrorKind::InvalidArgument, a.file + ": the text has no tokens to score");
+  ModelOptions o = a.model;
+  if (!ctx_given) o.ctx_size = 0;
+  const int64_t fed = int64_t(tokens.size()) - 1;  // the last token is only predicted
+  if (budget.enabled())
+    start_budgeted_engine(l, o, budget, state.kv_entries(), state.size(), false, "state and text");
+  else
+    start_engine(l, o, state.kv_entries() + fed, state.kv_entries() + fed, "state and text");
+  const PerplexityResult r = perplexity_after(*l.engine, state, tokens);
+  if (a.json) {
+    nlohmann::json j = {{"perplexity", r.perplexity}, {"mean_nll", r.mean_nll}, {"tokens", r.tokens},
+                        {"scored_tokens", r.scored}, {"state", a.state}, {"state_tokens", state.size()},
+                        {"level", a.level}, {"n_ctx", l.engine->n_ctx()}, {"tokens_per_s", r.tokens_per_s}};
+    if (budget.enabled()) add_budget_json(j, budget, state.kv_entries());
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("perplexity %.4f over %lld tokens continuing %s (%lld tokens; %.1f tokens/s)\n", r.perplexity,
+                (long long)r.tokens, a.state.c_str(), (long long)state.size(), r.tokens_per_s);
+  }
+  return 0;
+}
 }  // namespace
 
 Command add_perplexity(CLI::App& app) {
@@ -61,7 +95,13 @@ Command add_perplexity(CLI::App& app) {
   CLI::Option* ctx = add_ctx_options(*sub, a->model, "window size in tokens, also the KV cache size (not with --stream)");
   ctx->capture_default_str();
   add_budget_options(*sub, a->budget);
+  sub->add_option("--state", a->state,
+                  "score the text as the continuation of this state (.kvs or .kvz): every token of the text "
+                  "(tokenized without BOS) predicted from the state's cache plus the text before it");
+  add_load_level_option(*sub, a->level);
   return [a, ctx]() {
+    if (!a->state.empty()) return perplexity_of_state(*a, ctx->count() > 0);
+    if (a->level != 0) throw Error(ErrorKind::InvalidArgument, "--level applies to a .kvz --state");
     const KvBudget budget = budget_from_flags(a->budget);
     if (budget.policy == EvictionPolicy::SnapKV && budget.enabled())
       throw Error(ErrorKind::InvalidArgument,

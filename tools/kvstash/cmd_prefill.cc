@@ -18,6 +18,7 @@ struct PrefillArgs {
   ModelOptions model;
   BudgetFlags budget;
   std::string file, prompt, out;
+  KvzFlags kvz;
   bool json = false;
 };
 }  // namespace
@@ -28,7 +29,8 @@ Command add_prefill(CLI::App& app) {
   auto* file = sub->add_option("-f,--file", a->file, "prefix text file ('-': stdin)");
   auto* prompt = sub->add_option("-p,--prompt", a->prompt, "prefix text");
   file->excludes(prompt);
-  sub->add_option("-o,--out", a->out, "state file to write (.kvs)")->required();
+  sub->add_option("-o,--out", a->out, "state file to write (.kvs, or .kvz: compressed)")->required();
+  add_kvz_flags(*sub, a->kvz);
   sub->add_flag("--json", a->json, "print prompt_tokens, n_ctx, bytes, seconds, tokens_per_s as JSON");
   add_model_options(*sub, a->model);
   add_ctx_options(*sub, a->model,
@@ -38,7 +40,13 @@ Command add_prefill(CLI::App& app) {
   return [a, file, prompt]() {
     if (file->count() == 0 && prompt->count() == 0) throw Error(ErrorKind::InvalidArgument, "prefill needs --file or --prompt");
     const KvBudget budget = budget_from_flags(a->budget);
-    StateOutput out(a->out);  // a path that cannot be written fails here, before any work
+    // A path that cannot be written fails here, before any work; so do .kvz flags for a .kvs.
+    const bool kvz = has_kvz_extension(a->out);
+    if (!kvz && (!a->kvz.levels.empty() || a->kvz.lossless || a->kvz.chunk->count() > 0))
+      throw Error(ErrorKind::InvalidArgument, "--level, --lossless and --chunk-tokens apply to a .kvz output only");
+    const KvzOptions kvz_opts = kvz ? kvz_options(a->kvz) : KvzOptions{};
+    std::unique_ptr<StateOutput> out_kvs = kvz ? nullptr : std::make_unique<StateOutput>(a->out);
+    std::unique_ptr<KvzOutput> out_kvz = kvz ? std::make_unique<KvzOutput>(a->out) : nullptr;
     const std::string text = file->count() ? read_text_file(a->file) : a->prompt;
     Loaded l = load_model(a->model);
     const std::vector<Token> tokens = prompt_tokens(l.model->tokenizer(), text);
@@ -52,7 +60,13 @@ Command add_prefill(CLI::App& app) {
     const State state =
         process_prefix(*l.engine, tokens, [&](int64_t done, int64_t total) { bar.update(done, total); }, budget);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    out.commit(state);
+    if (kvz) {
+      KvzOptions o = kvz_opts;
+      o.threads = l.threads.get();
+      out_kvz->commit(state, o);
+    } else {
+      out_kvs->commit(state);
+    }
     const int64_t bytes = file_size(a->out);
     if (a->json) {
       nlohmann::json j = {{"prompt_tokens", state.size()}, {"n_ctx", state.n_ctx}, {"bytes", bytes},

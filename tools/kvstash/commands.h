@@ -12,5 +12,7 @@ Command add_tokenize(CLI::App& app);
 Command add_prefill(CLI::App& app);
 Command add_generate(CLI::App& app);
 Command add_inspect(CLI::App& app);
+Command add_compress(CLI::App& app);
+Command add_decompress(CLI::App& app);
 
 }  // namespace kvstash::cli

@@ -8,6 +8,7 @@
 
 #include "context.h"
 #include "kvstash/error.h"
+#include <nlohmann/json.hpp>
 
 namespace kvstash::cli {
 
@@ -83,6 +84,75 @@ void start_engine(Loaded& l, const ModelOptions& o, int64_t wanted, int64_t must
                            .n_ctx_train = l.model->config().n_ctx_train, .wanted = wanted,
                            .must_fit = must_fit, .what = what});
   l.engine = std::make_unique<Engine>(*l.model, *l.threads, eo);
+}
+
+void add_kvz_flags(CLI::App& app, KvzFlags& f) {
+  f.level = app.add_option("--level", f.levels,
+                           "quality levels to store in a .kvz (repeatable or a comma list; 1 = smallest, " +
+                               std::to_string(kvz_lossless_level()) + " = lossless; default: every lossy level)")
+                ->delimiter(',');
+  app.add_flag("--lossless", f.lossless, "store only the lossless level (an exact f16 round trip)");
+  f.chunk = app.add_option("--chunk-tokens", f.chunk_tokens, "cache slots per .kvz chunk")->capture_default_str();
+}
+
+KvzOptions kvz_options(const KvzFlags& f) {
+  if (f.lossless && !f.levels.empty()) throw Error(ErrorKind::InvalidArgument, "--level and --lossless exclude each other");
+  KvzOptions o;
+  o.chunk_tokens = f.chunk_tokens;
+  if (f.lossless) o.levels = {kvz_lossless_level()};
+  for (const std::string& text : f.levels) {
+    int v = 0;
+    size_t used = 0;
+    try {
+      v = std::stoi(text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != text.size() || v < 1 || v > kvz_lossless_level())
+      throw Error(ErrorKind::InvalidArgument, "--level must be a number from 1 to " + std::to_string(kvz_lossless_level()) +
+                                                  " (" + std::to_string(kvz_lossless_level()) + " = lossless), got '" +
+                                                  text + "'");
+    o.levels.push_back(v);
+  }
+  return o;
+}
+
+bool has_kvz_extension(const std::string& path) {
+  return path.size() >= 4 && path.compare(path.size() - 4, 4, ".kvz") == 0;
+}
+
+State load_state_file(const std::string& path, int level, ThreadPool* threads) {
+  if (is_kvz_file(path)) {
+    LevelChoice c;
+    c.level = level;
+    return load_kvz(path, c, threads);
+  }
+  if (level != 0)
+    throw Error(ErrorKind::InvalidArgument, path + ": --level applies to .kvz states; this is not one");
+  return load_state(path);
+}
+
+void add_load_level_option(CLI::App& app, int& level) {
+  app.add_option("--level", level, "for a .kvz state: the stored quality level to load (default: the best stored)")
+      ->check(CLI::Range(1, 255));
+}
+
+// Sizes of a .kvz per stored level: its chunks' bytes, as bits per K/V value and as a ratio to f16.
+// file_bits_per_value adds the header (metadata, tokens, logits, index): a file of that level alone.
+nlohmann::json kvz_level_table(const KvzInfo& info) {
+  const double values = 2.0 * double(info.meta.arch.n_layer) * double(info.meta.kv_elements());
+  const uint64_t header = info.chunks.empty() ? info.file_size : info.chunks[0].levels[0].offset;
+  nlohmann::json levels = nlohmann::json::array();
+  for (size_t i = 0; i < info.levels.size(); ++i) {
+    uint64_t bytes = 0;
+    for (const KvzChunk& c : info.chunks) bytes += c.levels[i].size;
+    nlohmann::json l = {{"level", info.levels[i]}, {"params", info.level_params[i]}, {"bytes", bytes}};
+    l["bits_per_value"] = values > 0 ? 8.0 * double(bytes) / values : 0.0;
+    l["file_bits_per_value"] = values > 0 ? 8.0 * double(bytes + header) / values : 0.0;
+    l["ratio_to_f16"] = bytes > 0 ? 2.0 * values / double(bytes) : 0.0;
+    levels.push_back(l);
+  }
+  return levels;
 }
 
 void print_now(const std::string& text) {

@@ -2,10 +2,12 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "kvstash/engine.h"
 #include "kvstash/generate.h"
+#include "kvstash/kvz.h"
 #include "kvstash/model.h"
 #include "kvstash/sampler.h"
 
@@ -43,6 +45,32 @@ struct Loaded {
 Loaded load_model(const ModelOptions& o);
 // Creates the engine with the context that context_size() picks.
 void start_engine(Loaded& l, const ModelOptions& o, int64_t wanted, int64_t must_fit, const std::string& what);
+
+// The .kvz writer's flags (compress, prefill --out X.kvz): --level (repeatable or a comma list),
+// --lossless, --chunk-tokens.
+struct KvzFlags {
+  std::vector<std::string> levels;
+  bool lossless = false;
+  int chunk_tokens = 256;
+  CLI::Option* level = nullptr;
+  CLI::Option* chunk = nullptr;
+};
+void add_kvz_flags(CLI::App& app, KvzFlags& f);
+// The writer options the flags ask for (InvalidArgument for a level that does not exist, or
+// --level with --lossless); every lossy level when none is given.
+KvzOptions kvz_options(const KvzFlags& f);
+// Whether a state path names a .kvz file by its extension (for outputs).
+bool has_kvz_extension(const std::string& path);
+
+// A state file of either format, told apart by its first bytes: a .kvz is decoded at `level`
+// (0: the best stored level); --level on a .kvs is InvalidArgument.
+State load_state_file(const std::string& path, int level, ThreadPool* threads = nullptr);
+// --level for commands that load a state (generate, perplexity, decompress).
+void add_load_level_option(CLI::App& app, int& level);
+
+// Per stored level of a .kvz: level, params, bytes (its chunks), bits_per_value and ratio_to_f16 of
+// those bytes, and file_bits_per_value (the header added: a file of that level alone).
+nlohmann::json kvz_level_table(const KvzInfo& info);
 
 // Writes generated text to stdout as it arrives.
 void print_now(const std::string& text);

@@ -1,0 +1,161 @@
+#include "codec/kvz_format.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include "kvstash/error.h"
+#include "state/kvs_format.h"
+
+namespace kvstash::kvz {
+
+bool has_magic(const uint8_t* data, size_t size) {
+  return size >= sizeof kMagic && std::memcmp(data, kMagic, sizeof kMagic) == 0;
+}
+
+std::map<std::string, std::string> metadata(const State& s, int chunk_tokens, int64_t n_chunks,
+                                            const std::vector<int>& levels,
+                                            const std::vector<std::string>& level_params) {
+  const StateArch& a = s.arch;
+  std::map<std::string, std::string> meta = {
+      {"format", kFormatName},
+      {"format_version", std::to_string(kVersion)},
+      {"model_fingerprint", s.model_fingerprint.hex()},
+      {"n_tokens", std::to_string(s.size())},
+      {"n_ctx", std::to_string(s.n_ctx)},
+      {"n_layer", std::to_string(a.n_layer)},
+      {"n_head", std::to_string(a.n_head)},
+      {"n_head_kv", std::to_string(a.n_head_kv)},
+      {"head_dim", std::to_string(a.head_dim)},
+      {"n_rot", std::to_string(a.n_rot)},
+      {"n_vocab", std::to_string(a.n_vocab)},
+      {"rope_base", kvs::float_text(a.rope_base)},
+      {"rope_linear_scale", kvs::float_text(a.rope_linear_scale)},
+      {"cache_dtype", "f16"},
+      {"key_order", "gguf"},
+      {"chunk_tokens", std::to_string(chunk_tokens)},
+      {"n_chunks", std::to_string(n_chunks)},
+      {"levels", level_list_text(levels)},
+  };
+  for (size_t i = 0; i < levels.size(); ++i) meta["level." + std::to_string(levels[i])] = level_params[i];
+  if (s.book) {  // as .kvs writes a budgeted state (docs/format-kvs.md, "Budgeted states")
+    const KvBudget& b = s.book->budget;
+    auto flag = [](bool x) { return std::string(x ? "true" : "false"); };
+    meta[kvs::kBudgetPolicy] = to_string(b.policy);
+    meta[kvs::kBudgetEntries] = std::to_string(b.budget);
+    meta[kvs::kBudgetInterval] = std::to_string(b.interval);
+    meta[kvs::kBudgetSinks] = std::to_string(b.sinks);
+    meta[kvs::kBudgetRecent] = kvs::double_text(b.recent);
+    meta[kvs::kBudgetNormalize] = flag(b.normalize);
+    meta[kvs::kBudgetSummary] = to_string(b.summary);
+    meta[kvs::kBudgetPositions] = to_string(b.positions);
+    meta[kvs::kBudgetSnapkvWindow] = std::to_string(b.snapkv_window);
+    meta[kvs::kBudgetSnapkvPool] = std::to_string(b.snapkv_pool);
+    meta[kvs::kBookSlots] = std::to_string(s.kv_entries());
+    meta[kvs::kBookPinned] = std::to_string(s.book->pinned);
+    meta[kvs::kBookHasSummary] = flag(s.book->has_summary);
+    meta[kvs::kBookSelected] = flag(s.book->selected);
+  }
+  return meta;
+}
+
+TableSizes table_sizes(const StateArch& a, uint64_t n_tokens, uint64_t logits_len, bool budgeted, uint64_t slots,
+                       uint64_t n_chunks, uint64_t n_levels) {
+  // Callers bound every factor (dimensions below 2^16, tokens below 2^30, chunks and levels small),
+  // so no product overflows 64 bits.
+  const uint64_t lanes = uint64_t(a.n_layer) * uint64_t(a.n_head_kv);
+  TableSizes t;
+  t.tokens = 4 * n_tokens;
+  t.positions = 4 * n_tokens;
+  t.logits = 4 * logits_len;
+  if (budgeted) {
+    t.book_entry = 4 * lanes * slots;
+    t.book_score = 4 * lanes * slots;
+    t.book_merged = 8 * lanes;
+  }
+  t.index = n_chunks * (kIndexChunkBytes + n_levels * kIndexLevelBytes);
+  return t;
+}
+
+int64_t chunk_count(int64_t slots, int chunk_tokens) { return (slots + chunk_tokens - 1) / chunk_tokens; }
+
+namespace {
+bool parse_levels_into(const std::string& text, std::vector<int>& levels) {
+  const char* p = text.data();
+  const char* end = p + text.size();
+  while (p < end) {
+    int v = 0;
+    const auto r = std::from_chars(p, end, v);
+    if (r.ec != std::errc() || *p == '0' || *p == '-' || *p == '+' || v < 1 || v > kMaxLevel) return false;
+    if (!levels.empty() && v <= levels.back()) return false;
+    levels.push_back(v);
+    p = r.ptr;
+    if (p == end) break;
+    if (*p != ',' || p + 1 == end) return false;
+    ++p;
+  }
+  return !levels.empty();
+}
+}  // namespace
+
+std::string level_list_text(const std::vector<int>& levels) {
+  std::string s;
+  for (int l : levels) s += (s.empty() ? "" : ",") + std::to_string(l);
+  return s;
+}
+
+bool parse_level_list(const std::string& text, std::vector<int>& levels) {
+  levels.clear();
+  const bool ok = parse_levels_into(text, levels);
+  if (!ok) levels.clear();  // nothing half-parsed for a caller that ignores the result
+  return ok;
+}
+
+namespace {
+void check_stored(const KvzInfo& info, int level, const std::string& name) {
+  if (!std::binary_search(info.levels.begin(), info.levels.end(), level))
+    throw Error(ErrorKind::InvalidArgument, name + ": level " + std::to_string(level) +
+                                                " is not stored in this file (stored: " +
+                                                level_list_text(info.levels) + ")");
+}
+}  // namespace
+
+void check_choice(const KvzInfo& info, const LevelChoice& choice, const std::string& name) {
+  if (!choice.per_chunk.empty()) {
+    if (choice.per_chunk.size() != info.chunks.size())
+      throw Error(ErrorKind::InvalidArgument, name + ": " + std::to_string(choice.per_chunk.size()) +
+                                                  " per-chunk levels for " + std::to_string(info.chunks.size()) +
+                                                  " chunks");
+    for (int l : choice.per_chunk) check_stored(info, l, name);
+  } else if (choice.level != 0) {
+    check_stored(info, choice.level, name);
+  }
+  if (!(choice.ttft_target_ms >= 0))
+    throw Error(ErrorKind::InvalidArgument, name + ": the time-to-first-token target must be >= 0 ms");
+}
+
+std::vector<int> fixed_levels(const KvzInfo& info, const LevelChoice& choice, const std::string& name) {
+  check_choice(info, choice, name);
+  if (!choice.per_chunk.empty()) return choice.per_chunk;
+  const int level = choice.level != 0 ? choice.level : (info.levels.empty() ? 0 : info.levels.back());
+  return std::vector<int>(info.chunks.size(), level);
+}
+
+AdaptivePlanner::AdaptivePlanner(const KvzInfo& info, double target_ms) : info_(info), target_ms_(target_ms) {
+  smallest_after_.assign(info.chunks.size() + 1, 0);
+  for (size_t i = info.chunks.size(); i-- > 0;)
+    smallest_after_[i] = smallest_after_[i + 1] + (info.chunks[i].levels.empty() ? 0 : info.chunks[i].levels.front().size);
+}
+
+int AdaptivePlanner::level_for(size_t chunk, double elapsed_ms, double read_ms, uint64_t bytes_read) const {
+  const std::vector<KvzChunk::Stored>& stored = info_.chunks[chunk].levels;
+  if (chunk == 0 || bytes_read == 0) return stored.front().level;  // nothing measured yet: the smallest
+  const double bytes_per_ms = double(bytes_read) / std::max(read_ms, 1e-6);
+  const double budget = (target_ms_ - elapsed_ms) * bytes_per_ms;  // bytes readable before the deadline
+  const double rest = double(smallest_after_[chunk + 1]);
+  for (size_t i = stored.size(); i-- > 1;)
+    if (double(stored[i].size) + rest <= budget) return stored[i].level;
+  return stored.front().level;
+}
+
+}  // namespace kvstash::kvz
