@@ -44,6 +44,7 @@ class Engine {
   const Model& model() const { return model_; }
   int64_t n_ctx() const { return n_ctx_; }
   int n_threads() const { return pool_.size(); }
+  ThreadPool& threads() const { return pool_; }
   const Kernels& kernels() const { return k_; }
   KvPool& kv_pool() { return kv_; }
   // A sequence in this engine's pool; with a budget, it keeps at most budget + interval entries per

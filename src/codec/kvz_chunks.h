@@ -15,6 +15,6 @@ std::vector<uint8_t> read_chunk(const ByteSource& source, const KvzInfo& info, s
 // Decodes them into out (slots [out.first, out.first + count) of each head); Corruption names the
 // source, the chunk and the level.
 void decode_chunk(const ByteSource& source, const KvzInfo& info, size_t chunk, int level,
-                  const std::vector<uint8_t>& bytes, const codec::KvOut& out);
+                  const std::vector<uint8_t>& bytes, const codec::KvOut& out, ThreadPool* threads = nullptr);
 
 }  // namespace kvstash::kvz

@@ -149,7 +149,7 @@ AdaptivePlanner::AdaptivePlanner(const KvzInfo& info, double target_ms) : info_(
 
 int AdaptivePlanner::level_for(size_t chunk, double elapsed_ms, double read_ms, uint64_t bytes_read) const {
   const std::vector<KvzChunk::Stored>& stored = info_.chunks[chunk].levels;
-  if (chunk == 0 || bytes_read == 0) return stored.front().level;  // nothing measured yet: the smallest
+  if (bytes_read == 0 || read_ms <= 0) return stored.front().level;  // nothing measured yet: the smallest
   const double bytes_per_ms = double(bytes_read) / std::max(read_ms, 1e-6);
   const double budget = (target_ms_ - elapsed_ms) * bytes_per_ms;  // bytes readable before the deadline
   const double rest = double(smallest_after_[chunk + 1]);

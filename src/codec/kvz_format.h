@@ -53,9 +53,9 @@ std::vector<int> fixed_levels(const KvzInfo& info, const LevelChoice& choice, co
 // Checks the choice's levels as fixed_levels does (adaptive choices included).
 void check_choice(const KvzInfo& info, const LevelChoice& choice, const std::string& name);
 
-// The adaptive choice (LevelChoice::ttft_target_ms): chunk 0 at the smallest stored level; each
-// next one at the best stored level whose bytes, with every later chunk at the smallest level,
-// can still be read by the deadline at the read rate measured so far.
+// The adaptive choice (LevelChoice::ttft_target_ms): each chunk at the best stored level whose
+// bytes, with every later chunk at the smallest level, can still be read by the deadline at the
+// read rate measured so far (the header's read included); the smallest before anything is measured.
 class AdaptivePlanner {
  public:
   AdaptivePlanner(const KvzInfo& info, double target_ms);

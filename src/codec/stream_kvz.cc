@@ -1,6 +1,7 @@
-// stream_kvz: a .kvz into a new sequence, pipelined. A reader thread reads and decodes chunk i + 1
-// into one of two staging buffers while the calling thread copies chunk i into the KV pool; each
-// side waits only for the other to hand over a buffer. The staging layout is a State's (per layer
+// stream_kvz: a .kvz into a new sequence, pipelined over three threads. A fetch thread reads the
+// chunks' bytes ahead (choosing levels when adaptive); a decode thread decodes chunk i + 1, with
+// the engine's thread pool over the chunk's sections, into one of two staging buffers while the
+// calling thread copies chunk i into the KV pool; each waits only for its input. The staging layout is a State's (per layer
 // [n_head_kv][chunk slots][head_dim]), so the copy is restore()'s, and the result is bitwise
 // restore(load_kvz(...)): the same decoder writes the same values, only in pieces.
 #include <chrono>
@@ -101,11 +102,61 @@ class Pipeline {
   bool stop_ = false;
 };
 
+// The chunks' bytes, read ahead by the fetch thread and taken in order by the decode thread.
+class Fetched {
+ public:
+  explicit Fetched(size_t n) : bytes_(n) {}
+  void put(size_t c, std::vector<uint8_t> b) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      bytes_[c] = std::move(b);
+      ready_ = c + 1;
+    }
+    cv_.notify_all();
+  }
+  void fail(std::exception_ptr e) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      error_ = e;
+    }
+    cv_.notify_all();
+  }
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+  }
+  bool stopped() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stop_;
+  }
+  // Chunk c's bytes (moved out; rethrows the fetch thread's error); empty optional when stopped.
+  bool take(size_t c, std::vector<uint8_t>& out) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return ready_ > c || error_ || stop_; });
+    if (error_) std::rethrow_exception(error_);
+    if (stop_) return false;
+    out = std::move(bytes_[c]);
+    return true;
+  }
+
+ private:
+  std::vector<std::vector<uint8_t>> bytes_;
+  size_t ready_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::exception_ptr error_;
+  bool stop_ = false;
+};
+
 }  // namespace
 
 StreamedState stream_kvz(Engine& engine, const ByteSource& source, const LevelChoice& choice) {
   const Clock::time_point t0 = Clock::now();
   const KvzInfo info = read_kvz_info(source);
+  const double header_ms = ms_since(t0);
   const bool adaptive = choice.ttft_target_ms > 0 && choice.per_chunk.empty();
   kvz::check_choice(info, choice, source.name);
   const std::vector<int> fixed = adaptive ? std::vector<int>() : kvz::fixed_levels(info, choice, source.name);
@@ -125,30 +176,49 @@ StreamedState stream_kvz(Engine& engine, const ByteSource& source, const LevelCh
   }
 
   Pipeline pipe(info.meta.arch, info.chunk_tokens);
+  Fetched fetched(n);
   uint64_t chunk_bytes = 0;
-  std::thread reader([&] {
+  std::thread fetcher([&] {
     try {
       const kvz::AdaptivePlanner plan(info, adaptive ? choice.ttft_target_ms : 1);
-      double read_ms = 0;
-      std::vector<uint16_t*> k, v;
-      for (size_t c = 0; c < n; ++c) {
-        const int level = adaptive ? plan.level_for(c, ms_since(t0), read_ms, chunk_bytes) : fixed[c];
+      // The header's read is the first measure of the link (it includes parsing: conservative).
+      double read_ms = header_ms;
+      uint64_t read_bytes = r.stats.bytes_read;
+      for (size_t c = 0; c < n && !fetched.stopped(); ++c) {
+        const int level = adaptive ? plan.level_for(c, ms_since(t0), read_ms, read_bytes) : fixed[c];
         const Clock::time_point r0 = Clock::now();
-        const std::vector<uint8_t> bytes = kvz::read_chunk(source, info, c, level);
+        std::vector<uint8_t> bytes = kvz::read_chunk(source, info, c, level);
         read_ms += ms_since(r0);
+        read_bytes += bytes.size();
         chunk_bytes += bytes.size();
         r.stats.chunk_levels[c] = level;
+        fetched.put(c, std::move(bytes));
+      }
+    } catch (...) {
+      fetched.fail(std::current_exception());
+    }
+  });
+  std::thread decoder([&] {
+    try {
+      std::vector<uint16_t*> k, v;
+      std::vector<uint8_t> bytes;
+      for (size_t c = 0; c < n; ++c) {
+        if (!fetched.take(c, bytes)) return;
         Pipeline::Slot* slot = pipe.wait_empty(c);
         if (!slot) return;
         pipe.views(*slot, k, v);
         codec::KvOut out{k, v, pipe.stride(), 0};
-        kvz::decode_chunk(source, info, c, level, bytes, out);
+        kvz::decode_chunk(source, info, c, r.stats.chunk_levels[c], bytes, out, &engine.threads());
         pipe.fill(*slot, c);
       }
     } catch (...) {
       pipe.fail(std::current_exception());
     }
   });
+  auto join = [&] {
+    decoder.join();
+    fetcher.join();
+  };
   try {
     std::vector<uint16_t*> k, v;
     for (size_t c = 0; c < n; ++c) {
@@ -161,10 +231,11 @@ StreamedState stream_kvz(Engine& engine, const ByteSource& source, const LevelCh
     }
   } catch (...) {
     pipe.stop();
-    reader.join();
+    fetched.stop();
+    join();
     throw;  // r.seq goes with r: its blocks return to the pool
   }
-  reader.join();
+  join();
   r.stats.bytes_read += chunk_bytes;
   r.stats.ms = ms_since(t0);
   return r;
