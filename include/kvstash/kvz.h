@@ -80,8 +80,8 @@ KvzInfo read_kvz_info(const ByteSource& source);
 struct LevelChoice {
   int level = 0;               // 0: the best stored level; else a stored level (InvalidArgument if absent)
   std::vector<int> per_chunk;  // non-empty: one stored level per chunk (overrides level)
-  // > 0: adaptive (CacheGen's adaptation): each chunk at the best stored level whose bytes, at the
-  // read rate measured so far, still let the whole load finish within this many milliseconds.
+  // > 0: adaptive (CacheGen's adaptation): each chunk at the best stored level at which it and every
+  // later chunk can still be read within this many milliseconds at the read rate measured so far.
   double ttft_target_ms = 0;
 };
 

@@ -142,9 +142,16 @@ std::vector<int> fixed_levels(const KvzInfo& info, const LevelChoice& choice, co
 }
 
 AdaptivePlanner::AdaptivePlanner(const KvzInfo& info, double target_ms) : info_(info), target_ms_(target_ms) {
-  smallest_after_.assign(info.chunks.size() + 1, 0);
-  for (size_t i = info.chunks.size(); i-- > 0;)
-    smallest_after_[i] = smallest_after_[i + 1] + (info.chunks[i].levels.empty() ? 0 : info.chunks[i].levels.front().size);
+  const size_t n = info.chunks.size();
+  after_.assign(info.levels.size(), std::vector<uint64_t>(n + 1, 0));
+  for (size_t j = 0; j < info.levels.size(); ++j)
+    for (size_t i = n; i-- > 0;) {
+      const std::vector<KvzChunk::Stored>& st = info.chunks[i].levels;
+      uint64_t size = st.empty() ? 0 : st.front().size;  // a level the chunk lacks: its smallest
+      for (const KvzChunk::Stored& x : st)
+        if (x.level == info.levels[j]) size = x.size;
+      after_[j][i] = after_[j][i + 1] + size;
+    }
 }
 
 int AdaptivePlanner::level_for(size_t chunk, double elapsed_ms, double read_ms, uint64_t bytes_read) const {
@@ -152,9 +159,12 @@ int AdaptivePlanner::level_for(size_t chunk, double elapsed_ms, double read_ms, 
   if (bytes_read == 0 || read_ms <= 0) return stored.front().level;  // nothing measured yet: the smallest
   const double bytes_per_ms = double(bytes_read) / std::max(read_ms, 1e-6);
   const double budget = (target_ms_ - elapsed_ms) * bytes_per_ms;  // bytes readable before the deadline
-  const double rest = double(smallest_after_[chunk + 1]);
-  for (size_t i = stored.size(); i-- > 1;)
-    if (double(stored[i].size) + rest <= budget) return stored[i].level;
+  // The best level that this chunk and every later one can be read at by the deadline: an even
+  // quality over the state, re-planned at every chunk as the measured rate moves.
+  for (size_t j = info_.levels.size(); j-- > 0;)
+    if (double(after_[j][chunk]) <= budget)
+      for (const KvzChunk::Stored& x : stored)
+        if (x.level == info_.levels[j]) return x.level;
   return stored.front().level;
 }
 

@@ -53,9 +53,9 @@ std::vector<int> fixed_levels(const KvzInfo& info, const LevelChoice& choice, co
 // Checks the choice's levels as fixed_levels does (adaptive choices included).
 void check_choice(const KvzInfo& info, const LevelChoice& choice, const std::string& name);
 
-// The adaptive choice (LevelChoice::ttft_target_ms): each chunk at the best stored level whose
-// bytes, with every later chunk at the smallest level, can still be read by the deadline at the
-// read rate measured so far (the header's read included); the smallest before anything is measured.
+// The adaptive choice (LevelChoice::ttft_target_ms): each chunk at the best stored level at which
+// it and every later chunk can still be read by the deadline at the read rate measured so far (the
+// header's read included); the smallest when none can, or before anything is measured.
 class AdaptivePlanner {
  public:
   AdaptivePlanner(const KvzInfo& info, double target_ms);
@@ -65,7 +65,7 @@ class AdaptivePlanner {
  private:
   const KvzInfo& info_;
   double target_ms_;
-  std::vector<uint64_t> smallest_after_;  // [i]: bytes of chunks i.. at their smallest level
+  std::vector<std::vector<uint64_t>> after_;  // [j][i]: bytes of chunks i.. at info.levels[j]
 };
 
 }  // namespace kvstash::kvz
