@@ -6,6 +6,7 @@
 
 #include "kvstash/error.h"
 #include "state/kvs_format.h"
+#include "state/kvs_metadata.h"
 
 namespace kvstash::kvz {
 
@@ -16,46 +17,13 @@ bool has_magic(const uint8_t* data, size_t size) {
 std::map<std::string, std::string> metadata(const State& s, int chunk_tokens, int64_t n_chunks,
                                             const std::vector<int>& levels,
                                             const std::vector<std::string>& level_params) {
-  const StateArch& a = s.arch;
-  std::map<std::string, std::string> meta = {
-      {"format", kFormatName},
-      {"format_version", std::to_string(kVersion)},
-      {"model_fingerprint", s.model_fingerprint.hex()},
-      {"n_tokens", std::to_string(s.size())},
-      {"n_ctx", std::to_string(s.n_ctx)},
-      {"n_layer", std::to_string(a.n_layer)},
-      {"n_head", std::to_string(a.n_head)},
-      {"n_head_kv", std::to_string(a.n_head_kv)},
-      {"head_dim", std::to_string(a.head_dim)},
-      {"n_rot", std::to_string(a.n_rot)},
-      {"n_vocab", std::to_string(a.n_vocab)},
-      {"rope_base", kvs::float_text(a.rope_base)},
-      {"rope_linear_scale", kvs::float_text(a.rope_linear_scale)},
-      {"cache_dtype", "f16"},
-      {"key_order", "gguf"},
-      {"chunk_tokens", std::to_string(chunk_tokens)},
-      {"n_chunks", std::to_string(n_chunks)},
-      {"levels", level_list_text(levels)},
-  };
+  std::map<std::string, std::string> meta = kvs::state_metadata(s);
+  meta["format"] = kFormatName;
+  meta["format_version"] = std::to_string(kVersion);
+  meta["chunk_tokens"] = std::to_string(chunk_tokens);
+  meta["n_chunks"] = std::to_string(n_chunks);
+  meta["levels"] = level_list_text(levels);
   for (size_t i = 0; i < levels.size(); ++i) meta["level." + std::to_string(levels[i])] = level_params[i];
-  if (s.book) {  // as .kvs writes a budgeted state (docs/format-kvs.md, "Budgeted states")
-    const KvBudget& b = s.book->budget;
-    auto flag = [](bool x) { return std::string(x ? "true" : "false"); };
-    meta[kvs::kBudgetPolicy] = to_string(b.policy);
-    meta[kvs::kBudgetEntries] = std::to_string(b.budget);
-    meta[kvs::kBudgetInterval] = std::to_string(b.interval);
-    meta[kvs::kBudgetSinks] = std::to_string(b.sinks);
-    meta[kvs::kBudgetRecent] = kvs::double_text(b.recent);
-    meta[kvs::kBudgetNormalize] = flag(b.normalize);
-    meta[kvs::kBudgetSummary] = to_string(b.summary);
-    meta[kvs::kBudgetPositions] = to_string(b.positions);
-    meta[kvs::kBudgetSnapkvWindow] = std::to_string(b.snapkv_window);
-    meta[kvs::kBudgetSnapkvPool] = std::to_string(b.snapkv_pool);
-    meta[kvs::kBookSlots] = std::to_string(s.kv_entries());
-    meta[kvs::kBookPinned] = std::to_string(s.book->pinned);
-    meta[kvs::kBookHasSummary] = flag(s.book->has_summary);
-    meta[kvs::kBookSelected] = flag(s.book->selected);
-  }
   return meta;
 }
 

@@ -18,6 +18,7 @@
 #include "kvstash/thread_pool.h"
 #include "state/check.h"
 #include "state/kvs_format.h"
+#include "state/kvs_metadata.h"
 #include "state/restore_parts.h"
 #include "util/quote.h"
 
@@ -38,14 +39,9 @@ class HeaderReader {
   }
   void read_fixed(uint8_t* fixed);
   Meta parse_metadata(const uint8_t* p, size_t n) const;
-  const std::string& string_value(const Meta& m, const std::string& key) const;
-  int64_t int_value(const Meta& m, const std::string& key, int64_t max) const;
-  int64_t signed_value(const Meta& m, const std::string& key, int64_t min, int64_t max) const;
-  bool bool_value(const Meta& m, const std::string& key) const;
-  float float_value(const Meta& m, const std::string& key) const;
-  template <class E, size_t N>
-  E enum_value(const Meta& m, const std::string& key, const E (&choices)[N]) const;
-  KvBudget budget(const Meta& m) const;
+  kvs::MetadataValues values(const Meta& m) const {
+    return kvs::MetadataValues(m, [this](const std::string& what, ErrorKind kind) { fail(what, kind); });
+  }
 
   const ByteSource& src_;
 };
@@ -89,76 +85,6 @@ Meta HeaderReader::parse_metadata(const uint8_t* p, size_t n) const {
   return m;
 }
 
-const std::string& HeaderReader::string_value(const Meta& m, const std::string& key) const {
-  const auto it = m.find(key);
-  if (it == m.end()) fail("missing metadata key '" + key + "'");
-  return it->second;
-}
-
-int64_t HeaderReader::int_value(const Meta& m, const std::string& key, int64_t max) const {
-  const std::string& s = string_value(m, key);
-  int64_t v = -1;
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || s[0] == '-' || r.ec != std::errc() || r.ptr != s.data() + s.size() || v > max)
-    fail("invalid metadata " + key + " " + quote(s, 64));
-  return v;
-}
-
-int64_t HeaderReader::signed_value(const Meta& m, const std::string& key, int64_t min, int64_t max) const {
-  const std::string& s = string_value(m, key);
-  int64_t v = 0;
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size() || v < min || v > max)
-    fail("invalid metadata " + key + " " + quote(s, 64));
-  return v;
-}
-
-bool HeaderReader::bool_value(const Meta& m, const std::string& key) const {
-  const std::string& s = string_value(m, key);
-  if (s != "true" && s != "false") fail("invalid metadata " + key + " " + quote(s, 64) + " (expected true or false)");
-  return s == "true";
-}
-
-float HeaderReader::float_value(const Meta& m, const std::string& key) const {
-  const std::string& s = string_value(m, key);
-  float v = 0;
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || !std::isfinite(v) || !(v > 0))
-    fail("invalid metadata " + key + " " + quote(s, 64));
-  return v;
-}
-
-template <class E, size_t N>
-E HeaderReader::enum_value(const Meta& m, const std::string& key, const E (&choices)[N]) const {
-  const std::string& s = string_value(m, key);
-  for (E e : choices)
-    if (s == to_string(e)) return e;
-  fail("invalid metadata " + key + " " + quote(s, 64));
-}
-
-KvBudget HeaderReader::budget(const Meta& m) const {
-  static constexpr EvictionPolicy kPolicies[] = {EvictionPolicy::Window, EvictionPolicy::Sinks, EvictionPolicy::H2O,
-                                                 EvictionPolicy::Tova, EvictionPolicy::SnapKV, EvictionPolicy::Fsdc};
-  static constexpr SummaryMode kSummaries[] = {SummaryMode::None, SummaryMode::Sum, SummaryMode::Mean};
-  static constexpr PositionMode kPositions[] = {PositionMode::Original, PositionMode::Contiguous};
-  constexpr int64_t kIntMin = std::numeric_limits<int>::min(), kIntMax = std::numeric_limits<int>::max();
-  KvBudget b;
-  b.policy = enum_value(m, kvs::kBudgetPolicy, kPolicies);
-  b.budget = int_value(m, kvs::kBudgetEntries, KvPool::kMaxTokens);
-  b.interval = int_value(m, kvs::kBudgetInterval, KvPool::kMaxTokens);
-  b.sinks = int(signed_value(m, kvs::kBudgetSinks, kIntMin, kIntMax));
-  const std::string& recent = string_value(m, kvs::kBudgetRecent);
-  const auto r = std::from_chars(recent.data(), recent.data() + recent.size(), b.recent);
-  if (recent.empty() || r.ec != std::errc() || r.ptr != recent.data() + recent.size() || !std::isfinite(b.recent))
-    fail(std::string("invalid metadata ") + kvs::kBudgetRecent + " " + quote(recent, 64));
-  b.normalize = bool_value(m, kvs::kBudgetNormalize);
-  b.summary = enum_value(m, kvs::kBudgetSummary, kSummaries);
-  b.positions = enum_value(m, kvs::kBudgetPositions, kPositions);
-  b.snapkv_window = int(signed_value(m, kvs::kBudgetSnapkvWindow, kIntMin, kIntMax));
-  b.snapkv_pool = int(signed_value(m, kvs::kBudgetSnapkvPool, kIntMin, kIntMax));
-  return b;
-}
-
 KvzInfo HeaderReader::read() {
   uint8_t fixed[kvz::kFixedBytes];
   read_fixed(fixed);
@@ -177,59 +103,34 @@ KvzInfo HeaderReader::read() {
     fail("header checksum mismatch (file corrupted)");
 
   const Meta m = parse_metadata(head.data() + kvz::kFixedBytes, size_t(m_len));
-  if (string_value(m, "format") != kvz::kFormatName)
+  if (values(m).string_value("format") != kvz::kFormatName)
     fail("not a .kvz file (format " + quote(m.at("format"), 64) + ", expected '" + kvz::kFormatName + "')");
-  if (string_value(m, "format_version") != std::to_string(kvz::kVersion))
+  if (values(m).string_value("format_version") != std::to_string(kvz::kVersion))
     fail("format_version " + quote(m.at("format_version"), 64) + " differs from the file's version " +
          std::to_string(kvz::kVersion));
 
   KvzInfo info;
   info.file_size = size;
   State& s = info.meta;
-  StateArch& a = s.arch;
-  a.n_layer = int(int_value(m, "n_layer", kMaxStateDim));
-  a.n_head = int(int_value(m, "n_head", kMaxStateDim));
-  a.n_head_kv = int(int_value(m, "n_head_kv", kMaxStateDim));
-  a.head_dim = int(int_value(m, "head_dim", kMaxStateDim));
-  a.n_rot = int(int_value(m, "n_rot", kMaxStateDim));
-  a.n_vocab = int(int_value(m, "n_vocab", kMaxStateVocab));
-  a.rope_base = float_value(m, "rope_base");
-  a.rope_linear_scale = float_value(m, "rope_linear_scale");
-  if (a.n_layer == 0 || a.n_head_kv == 0 || a.head_dim == 0) fail("invalid architecture (a zero dimension)");
+  const StateArch& a = s.arch;
   const bool budgeted = m.count(kvs::kBudgetPolicy) > 0;
-  uint64_t slots = 0;
-  if (budgeted) {
-    s.book.emplace();
-    s.book->budget = budget(m);
-    slots = uint64_t(int_value(m, kvs::kBookSlots, KvPool::kMaxTokens));
-    s.book->pinned = int32_t(int_value(m, kvs::kBookPinned, KvPool::kMaxTokens));
-    s.book->has_summary = bool_value(m, kvs::kBookHasSummary);
-    s.book->selected = bool_value(m, kvs::kBookSelected);
-  }
-  const int64_t n_tokens = int_value(m, "n_tokens", budgeted ? int64_t(kMaxPosition) : KvPool::kMaxTokens);
-  if (!budgeted) slots = uint64_t(n_tokens);
-  s.n_ctx = int_value(m, "n_ctx", KvPool::kMaxTokens);
-  if (const std::string& d = string_value(m, "cache_dtype"); d != "f16")
-    fail("unsupported cache_dtype " + quote(d, 64) + " (this kvstash reads 'f16')", ErrorKind::NotSupported);
-  if (const std::string& k = string_value(m, "key_order"); k != "gguf")
-    fail("unsupported key_order " + quote(k, 64) + " (this kvstash reads 'gguf')", ErrorKind::NotSupported);
-  const std::string& fingerprint = string_value(m, "model_fingerprint");
-  const std::optional<Fingerprint> fp = Fingerprint::from_hex(fingerprint);
-  if (!fp) fail("invalid model_fingerprint " + quote(fingerprint, 64));
-  s.model_fingerprint = *fp;
+  const kvs::MetadataValues::Sizes sizes = values(m).read_state(s, budgeted);
+  const int64_t n_tokens = sizes.n_tokens;
+  const uint64_t slots = sizes.slots;
+  if (a.n_layer == 0 || a.n_head_kv == 0 || a.head_dim == 0) fail("invalid architecture (a zero dimension)");
 
-  info.chunk_tokens = int(int_value(m, "chunk_tokens", kvz::kMaxChunkTokens));
+  info.chunk_tokens = int(values(m).int_value("chunk_tokens", kvz::kMaxChunkTokens));
   if (info.chunk_tokens == 0) fail("invalid metadata chunk_tokens '0'");
-  const int64_t n_chunks = int_value(m, "n_chunks", KvPool::kMaxTokens);
+  const int64_t n_chunks = values(m).int_value("n_chunks", KvPool::kMaxTokens);
   if (n_chunks != kvz::chunk_count(int64_t(slots), info.chunk_tokens))
     fail("n_chunks " + std::to_string(n_chunks) + " does not cover " + std::to_string(slots) + " slots in chunks of " +
          std::to_string(info.chunk_tokens));
-  const std::string& level_text = string_value(m, "levels");
+  const std::string& level_text = values(m).string_value("levels");
   if (!kvz::parse_level_list(level_text, info.levels))
     fail("invalid metadata levels " + quote(level_text, 64) + " (expected ascending numbers 1 to " +
          std::to_string(kvz::kMaxLevel) + ")");
   for (int l : info.levels) {
-    const std::string& text = string_value(m, "level." + std::to_string(l));
+    const std::string& text = values(m).string_value("level." + std::to_string(l));
     try {
       codec::LevelParams::parse(text);
     } catch (const Error& e) {

@@ -18,6 +18,7 @@
 #include "kvstash/error.h"
 #include "state/check.h"
 #include "state/kvs_format.h"
+#include "state/kvs_metadata.h"
 #include "util/quote.h"
 
 namespace kvstash {
@@ -80,14 +81,9 @@ class Reader {
   uint64_t header_length() const;
   json parse_header(uint64_t n) const;
   std::map<std::string, std::string> metadata(const json& header) const;
-  int64_t int_value(const std::map<std::string, std::string>& meta, const char* key, int64_t max) const;
-  int64_t signed_value(const std::map<std::string, std::string>& meta, const char* key, int64_t min, int64_t max) const;
-  bool bool_value(const std::map<std::string, std::string>& meta, const char* key) const;
-  template <class E, size_t N>
-  E enum_value(const std::map<std::string, std::string>& meta, const char* key, const E (&choices)[N]) const;
-  KvBudget budget(const std::map<std::string, std::string>& meta) const;
-  float float_value(const std::map<std::string, std::string>& meta, const char* key) const;
-  const std::string& string_value(const std::map<std::string, std::string>& meta, const char* key) const;
+  kvs::MetadataValues values(const std::map<std::string, std::string>& meta) const {
+    return kvs::MetadataValues(meta, [this](const std::string& what, ErrorKind kind) { fail(what, kind); });
+  }
   void check_directory(const json& header, const std::vector<kvs::TensorSlot>& slots) const;
 
   const std::string& path_;
@@ -164,81 +160,6 @@ std::map<std::string, std::string> Reader::metadata(const json& header) const {
   return meta;
 }
 
-const std::string& Reader::string_value(const std::map<std::string, std::string>& meta, const char* key) const {
-  const auto it = meta.find(key);
-  if (it == meta.end()) fail(std::string("missing metadata key '") + key + "'");
-  return it->second;
-}
-
-int64_t Reader::int_value(const std::map<std::string, std::string>& meta, const char* key, int64_t max) const {
-  const std::string& s = string_value(meta, key);
-  int64_t v = -1;
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || s[0] == '-' || r.ec != std::errc() || r.ptr != s.data() + s.size() || v > max)
-    fail(std::string("invalid metadata ") + key + " " + quote(s, 64));
-  return v;
-}
-
-int64_t Reader::signed_value(const std::map<std::string, std::string>& meta, const char* key, int64_t min,
-                             int64_t max) const {
-  const std::string& s = string_value(meta, key);
-  int64_t v = 0;
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size() || v < min || v > max)
-    fail(std::string("invalid metadata ") + key + " " + quote(s, 64));
-  return v;
-}
-
-bool Reader::bool_value(const std::map<std::string, std::string>& meta, const char* key) const {
-  const std::string& s = string_value(meta, key);
-  if (s != "true" && s != "false") fail(std::string("invalid metadata ") + key + " " + quote(s, 64) + " (expected true or false)");
-  return s == "true";
-}
-
-template <class E, size_t N>
-E Reader::enum_value(const std::map<std::string, std::string>& meta, const char* key, const E (&choices)[N]) const {
-  const std::string& s = string_value(meta, key);
-  std::string all;
-  for (E e : choices) {
-    if (s == to_string(e)) return e;
-    all += (all.empty() ? "" : ", ") + to_string(e);
-  }
-  fail(std::string("invalid metadata ") + key + " " + quote(s, 64) + " (expected one of " + all + ")");
-}
-
-// The KvBudget of a budgeted state; validate() and the book's checks follow in check_state.
-KvBudget Reader::budget(const std::map<std::string, std::string>& meta) const {
-  static constexpr EvictionPolicy kPolicies[] = {EvictionPolicy::Window, EvictionPolicy::Sinks, EvictionPolicy::H2O,
-                                                 EvictionPolicy::Tova, EvictionPolicy::SnapKV, EvictionPolicy::Fsdc};
-  static constexpr SummaryMode kSummaries[] = {SummaryMode::None, SummaryMode::Sum, SummaryMode::Mean};
-  static constexpr PositionMode kPositions[] = {PositionMode::Original, PositionMode::Contiguous};
-  constexpr int64_t kIntMin = std::numeric_limits<int>::min(), kIntMax = std::numeric_limits<int>::max();
-  KvBudget b;
-  b.policy = enum_value(meta, kvs::kBudgetPolicy, kPolicies);
-  b.budget = int_value(meta, kvs::kBudgetEntries, KvPool::kMaxTokens);
-  b.interval = int_value(meta, kvs::kBudgetInterval, KvPool::kMaxTokens);
-  b.sinks = int(signed_value(meta, kvs::kBudgetSinks, kIntMin, kIntMax));
-  const std::string& recent = string_value(meta, kvs::kBudgetRecent);
-  const auto r = std::from_chars(recent.data(), recent.data() + recent.size(), b.recent);
-  if (recent.empty() || r.ec != std::errc() || r.ptr != recent.data() + recent.size() || !std::isfinite(b.recent))
-    fail(std::string("invalid metadata ") + kvs::kBudgetRecent + " " + quote(recent, 64));
-  b.normalize = bool_value(meta, kvs::kBudgetNormalize);
-  b.summary = enum_value(meta, kvs::kBudgetSummary, kSummaries);
-  b.positions = enum_value(meta, kvs::kBudgetPositions, kPositions);
-  b.snapkv_window = int(signed_value(meta, kvs::kBudgetSnapkvWindow, kIntMin, kIntMax));
-  b.snapkv_pool = int(signed_value(meta, kvs::kBudgetSnapkvPool, kIntMin, kIntMax));
-  return b;
-}
-
-float Reader::float_value(const std::map<std::string, std::string>& meta, const char* key) const {
-  const std::string& s = string_value(meta, key);
-  float v = 0;
-  const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (r.ec != std::errc() || r.ptr != s.data() + s.size() || !std::isfinite(v) || !(v > 0))
-    fail(std::string("invalid metadata ") + key + " " + quote(s, 64));
-  return v;
-}
-
 void Reader::check_directory(const json& header, const std::vector<kvs::TensorSlot>& slots) const {
   for (const kvs::TensorSlot& t : slots) {
     const auto it = header.find(t.name);
@@ -266,38 +187,13 @@ State Reader::read() {
   const std::map<std::string, std::string> meta = metadata(header);
 
   State s;
-  StateArch& a = s.arch;
-  a.n_layer = int(int_value(meta, "n_layer", kMaxStateDim));
-  a.n_head = int(int_value(meta, "n_head", kMaxStateDim));
-  a.n_head_kv = int(int_value(meta, "n_head_kv", kMaxStateDim));
-  a.head_dim = int(int_value(meta, "head_dim", kMaxStateDim));
-  a.n_rot = int(int_value(meta, "n_rot", kMaxStateDim));
-  a.n_vocab = int(int_value(meta, "n_vocab", kMaxStateVocab));
-  a.rope_base = float_value(meta, "rope_base");
-  a.rope_linear_scale = float_value(meta, "rope_linear_scale");
-  // Version 3 adds budgeted states: their book in metadata and three tensors; their tokens are the
-  // whole stream processed, longer than the cache (up to one per position).
+  const StateArch& a = s.arch;
+  // Version 3 adds budgeted states: their book in metadata and three tensors.
   const bool budgeted = meta.at("format_version") != "2" && meta.count(kvs::kBudgetPolicy) > 0;
-  std::optional<uint64_t> book_slots;
-  if (budgeted) {
-    s.book.emplace();
-    s.book->budget = budget(meta);
-    book_slots = uint64_t(int_value(meta, kvs::kBookSlots, KvPool::kMaxTokens));
-    s.book->pinned = int32_t(int_value(meta, kvs::kBookPinned, KvPool::kMaxTokens));
-    s.book->has_summary = bool_value(meta, kvs::kBookHasSummary);
-    s.book->selected = bool_value(meta, kvs::kBookSelected);
-  }
-  const int64_t n_tokens = int_value(meta, "n_tokens", budgeted ? int64_t(kMaxPosition) : KvPool::kMaxTokens);
-  const uint64_t kv_slots = book_slots.value_or(uint64_t(n_tokens));
-  s.n_ctx = int_value(meta, "n_ctx", KvPool::kMaxTokens);
-  if (const std::string& d = string_value(meta, "cache_dtype"); d != "f16")
-    fail("unsupported cache_dtype " + quote(d, 64) + " (this kvstash reads 'f16')", ErrorKind::NotSupported);
-  if (const std::string& k = string_value(meta, "key_order"); k != "gguf")
-    fail("unsupported key_order " + quote(k, 64) + " (this kvstash reads 'gguf')", ErrorKind::NotSupported);
-  const std::string& fingerprint = string_value(meta, "model_fingerprint");
-  const std::optional<Fingerprint> fp = Fingerprint::from_hex(fingerprint);
-  if (!fp) fail("invalid model_fingerprint " + quote(fingerprint, 64));
-  s.model_fingerprint = *fp;
+  const kvs::MetadataValues::Sizes sizes = values(meta).read_state(s, budgeted);
+  const int64_t n_tokens = sizes.n_tokens;
+  const uint64_t kv_slots = sizes.slots;
+  const std::optional<uint64_t> book_slots = budgeted ? std::optional<uint64_t>(kv_slots) : std::nullopt;
 
   // The payload size (without padding) in 128 bits: garbage dimensions must not overflow.
   const uint64_t logits_len = n_tokens > 0 ? uint64_t(a.n_vocab) : 0;
