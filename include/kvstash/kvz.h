@@ -21,7 +21,7 @@ class AtomicFile;
 int kvz_lossless_level();  // the highest level number: lossless
 
 struct KvzOptions {
-  std::vector<int> levels;  // level numbers to store (any order; duplicates ignored); empty: every lossy level
+  std::vector<int> levels;  // level numbers to store (any order; duplicates ignored); empty: every other lossy level (1, 3, 5, ...)
   int chunk_tokens = 256;   // slots per chunk (the last chunk may hold fewer)
   ThreadPool* threads = nullptr;  // parallel encoding; the bytes are the same for any thread count
 };

@@ -89,7 +89,7 @@ void start_engine(Loaded& l, const ModelOptions& o, int64_t wanted, int64_t must
 void add_kvz_flags(CLI::App& app, KvzFlags& f) {
   f.level = app.add_option("--level", f.levels,
                            "quality levels to store in a .kvz (repeatable or a comma list; 1 = smallest, " +
-                               std::to_string(kvz_lossless_level()) + " = lossless; default: every lossy level)")
+                               std::to_string(kvz_lossless_level()) + " = lossless; default: every other lossy level, 1, 3, 5, ...)")
                 ->delimiter(',');
   app.add_flag("--lossless", f.lossless, "store only the lossless level (an exact f16 round trip)");
   f.chunk = app.add_option("--chunk-tokens", f.chunk_tokens, "cache slots per .kvz chunk")->capture_default_str();

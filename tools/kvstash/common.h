@@ -57,7 +57,7 @@ struct KvzFlags {
 };
 void add_kvz_flags(CLI::App& app, KvzFlags& f);
 // The writer options the flags ask for (InvalidArgument for a level that does not exist, or
-// --level with --lossless); every lossy level when none is given.
+// --level with --lossless); every other lossy level (1, 3, 5, ...) when none is given.
 KvzOptions kvz_options(const KvzFlags& f);
 // Whether a state path names a .kvz file by its extension (for outputs).
 bool has_kvz_extension(const std::string& path);
