@@ -33,6 +33,20 @@ void for_each_section(int n, ThreadPool* pool, F&& fn) {
   }
 }
 
+// Section i of a chunk (layer i / 2, K for even i, V for odd): SectionIn over KvIn, SectionOut over KvOut.
+template <class Section, class Kv>
+Section section_of(const ChunkShape& shape, const Kv& kv, int i) {
+  Section s;
+  s.layer = i / 2;
+  s.n_layer = shape.n_layer;
+  s.is_v = i % 2;
+  s.count = shape.count;
+  s.head_dim = shape.head_dim;
+  const auto base = s.is_v ? kv.v[size_t(s.layer)] : kv.k[size_t(s.layer)];
+  for (int h = 0; h < shape.n_head_kv; ++h) s.head.push_back(base + (int64_t(h) * kv.stride + kv.first) * shape.head_dim);
+  return s;
+}
+
 }  // namespace
 
 std::vector<uint8_t> encode_chunk(const ChunkShape& shape, const KvIn& in, const LevelParams& level,
@@ -44,11 +58,12 @@ std::vector<uint8_t> encode_chunk(const ChunkShape& shape, const KvIn& in, const
   const int n = 2 * shape.n_layer;
   std::vector<std::vector<uint8_t>> parts(static_cast<size_t>(n));
   std::vector<uint8_t> prelude;
-  // Lossless: symbols first, then tables shared by the sections of a kind, then the streams.
-  std::vector<LosslessSection> lossless(lv.scheme == Scheme::Lossless ? size_t(n) : 0);
-  std::vector<RansEncoder> tables[2];
-  for (int pass = lv.scheme == Scheme::Lossless && shape.count > 0 ? 0 : 1; pass < 2; ++pass) {
-  if (pass == 1 && !lossless.empty() && shape.count > 0) {
+  if (shape.count > 0 && lv.scheme == Scheme::Lossless) {
+    // The symbols of every section first, then the tables the sections of a kind share (the
+    // prelude), then each section's stream.
+    std::vector<LosslessSection> lossless(static_cast<size_t>(n));
+    for_each_section(n, pool, [&](int i) { lossless[size_t(i)] = lossless_prepare(section_of<SectionIn>(shape, in, i)); });
+    std::vector<RansEncoder> tables[2];
     ByteWriter pw{prelude};
     for (int kind = 0; kind < 2; ++kind) {
       std::vector<uint64_t> counts(size_t(kLosslessContexts) * 256, 0);
@@ -59,28 +74,13 @@ std::vector<uint8_t> encode_chunk(const ChunkShape& shape, const KvIn& in, const
         tables[kind].emplace_back(f);
       }
     }
-  }
-  for_each_section(n, pool, [&](int i) {
-    SectionIn s;
-    s.layer = i / 2;
-    s.n_layer = shape.n_layer;
-    s.is_v = i % 2;
-    s.count = shape.count;
-    s.head_dim = shape.head_dim;
-    const uint16_t* base = s.is_v ? in.v[size_t(s.layer)] : in.k[size_t(s.layer)];
-    for (int h = 0; h < shape.n_head_kv; ++h)
-      s.head.push_back(base + (int64_t(h) * in.stride + in.first) * shape.head_dim);
-    std::vector<uint8_t>& out = parts[size_t(i)];
-    if (shape.count == 0) return;
-    switch (lv.scheme) {
-      case Scheme::Lossless:
-        if (pass == 0) lossless[size_t(i)] = lossless_prepare(s);
-        else lossless_finish(lossless[size_t(i)], tables[i % 2], out);
-        break;
-      case Scheme::Lossy: encode_lossy(lv.lossy, s, out); break;
-      case Scheme::CacheGen: encode_cachegen(lv.cachegen, s, out); break;
-    }
-  });
+    for_each_section(n, pool, [&](int i) { lossless_finish(lossless[size_t(i)], tables[i % 2], parts[size_t(i)]); });
+  } else if (shape.count > 0) {
+    for_each_section(n, pool, [&](int i) {
+      const SectionIn s = section_of<SectionIn>(shape, in, i);
+      if (lv.scheme == Scheme::Lossy) encode_lossy(lv.lossy, s, parts[size_t(i)]);
+      else encode_cachegen(lv.cachegen, s, parts[size_t(i)]);
+    });
   }
   std::vector<uint8_t> bytes;
   size_t total = 5 + prelude.size() + 4 * size_t(n);
@@ -118,15 +118,7 @@ void decode_chunk(const ChunkShape& shape, const uint8_t* data, size_t size, con
   for (int i = 0; i < n; ++i) at[size_t(i)] = r.take(len[size_t(i)], "section");
   if (r.left() != 0) corrupt("trailing bytes after the last section");
   for_each_section(n, pool, [&](int i) {
-    SectionOut s;
-    s.layer = i / 2;
-    s.n_layer = shape.n_layer;
-    s.is_v = i % 2;
-    s.count = shape.count;
-    s.head_dim = shape.head_dim;
-    uint16_t* base = s.is_v ? out.v[size_t(s.layer)] : out.k[size_t(s.layer)];
-    for (int h = 0; h < shape.n_head_kv; ++h)
-      s.head.push_back(base + (int64_t(h) * out.stride + out.first) * shape.head_dim);
+    const SectionOut s = section_of<SectionOut>(shape, out, i);
     ByteReader sr{at[size_t(i)], at[size_t(i)] + len[size_t(i)]};
     if (shape.count == 0) {
       if (sr.left()) corrupt("bytes in a section of an empty chunk");
