@@ -128,13 +128,23 @@ RansDecoder::RansDecoder(const std::vector<uint32_t>& freqs) : slot(kProbScale) 
   }
 }
 
-void RansDecoder::decode(const uint8_t* data, size_t size, uint8_t* symbols, size_t n) const {
-  ByteReader r{data, data + size};
-  uint32_t x[4];
+// A stream starts with the four decoder states and ends, fully read, with all four back at kLow
+// (where the encoder started): anything else is a damaged or crafted stream.
+static void read_states(ByteReader& r, uint32_t (&x)[4]) {
   for (auto& v : x) {
     v = r.u32("rANS state");
     if (v < kLow) corrupt("rANS state out of range");
   }
+}
+static void check_end(const uint8_t* p, const uint8_t* end, const uint32_t (&x)[4]) {
+  if (p != end || x[0] != kLow || x[1] != kLow || x[2] != kLow || x[3] != kLow)
+    corrupt("rANS stream does not end where it should");
+}
+
+void RansDecoder::decode(const uint8_t* data, size_t size, uint8_t* symbols, size_t n) const {
+  ByteReader r{data, data + size};
+  uint32_t x[4];
+  read_states(r, x);
   const uint8_t* p = r.p;
   const uint8_t* end = r.end;
   const uint32_t* tab = slot.data();
@@ -174,8 +184,7 @@ void RansDecoder::decode(const uint8_t* data, size_t size, uint8_t* symbols, siz
     step(x[3], i + 3);
   }
   for (; i < n; ++i) step(x[i & 3], i);
-  if (p != end || x[0] != kLow || x[1] != kLow || x[2] != kLow || x[3] != kLow)
-    corrupt("rANS stream does not end where it should");
+  check_end(p, end, x);
 }
 
 void rans_encode_multi(const std::vector<RansEncoder>& tables, const uint8_t* symbols,
@@ -202,10 +211,7 @@ void rans_decode_multi(const std::vector<RansDecoder>& tables, const uint16_t* c
                        size_t size, uint8_t* symbols, size_t n) {
   ByteReader r{data, data + size};
   uint32_t x[4];
-  for (auto& v : x) {
-    v = r.u32("rANS state");
-    if (v < kLow) corrupt("rANS state out of range");
-  }
+  read_states(r, x);
   const uint8_t* p = r.p;
   const uint8_t* end = r.end;
   for (size_t i = 0; i < n; ++i) {
@@ -219,23 +225,16 @@ void rans_decode_multi(const std::vector<RansDecoder>& tables, const uint16_t* c
       p += 2;
     }
   }
-  if (p != end || x[0] != kLow || x[1] != kLow || x[2] != kLow || x[3] != kLow)
-    corrupt("rANS stream does not end where it should");
+  check_end(p, end, x);
 }
 
 RansStreamDecoder::RansStreamDecoder(ByteReader& r) {
-  for (auto& v : x_) {
-    v = r.u32("rANS state");
-    if (v < kLow) corrupt("rANS state out of range");
-  }
+  read_states(r, x_);
   p_ = r.p;
   end_ = r.end;
 }
 
-void RansStreamDecoder::finish() const {
-  if (p_ != end_ || x_[0] != kLow || x_[1] != kLow || x_[2] != kLow || x_[3] != kLow)
-    corrupt("rANS stream does not end where it should");
-}
+void RansStreamDecoder::finish() const { check_end(p_, end_, x_); }
 
 double rans_cost_bits(const std::vector<uint64_t>& counts, const std::vector<uint32_t>& freqs) {
   double bits = 0;
