@@ -2,7 +2,7 @@
 # KV codec table and speed (docs/codec.md). Builds kvstash_codec_bench and kvstash_membw in
 # build-codecbench/, makes .venv-codec (matplotlib, zstandard) if missing, then runs
 # bench/codec/run.py with the arguments given:
-#   bench/codec/run.sh            # the full table and speed runs (about 20 minutes on a shared 2-core machine), renders docs/codec.md
+#   bench/codec/run.sh            # the full table and speed runs (about 10 minutes on a shared 2-core machine: 3 for the table, 6 for speed), renders docs/codec.md
 #   bench/codec/run.sh --quick    # the pipeline on a tiny setting (build-codecbench/codec/quick/, doc there)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
