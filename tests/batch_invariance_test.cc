@@ -64,12 +64,15 @@ TEST_P(BatchInvariance, EverySplitGivesIdenticalLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Threads, BatchInvariance, ::testing::Values(1, 2, 3));
 
-TEST(SimdInvariance, ScalarAndAvx2GiveIdenticalLogits) {
-  if (Kernels::best_level() != SimdLevel::AVX2) GTEST_SKIP() << "this CPU has no AVX2: nothing to compare";
+TEST(SimdInvariance, EverySimdLevelGivesScalarLogits) {
+  if (Kernels::best_level() == SimdLevel::Scalar) GTEST_SKIP() << "this CPU has no AVX2: nothing to compare";
   const std::vector<Token> tokens = testing::prose_tokens(24);
-  const std::vector<float> avx2 = run_split(2, tokens, {24}, SimdLevel::AVX2);
   const std::vector<float> scalar = run_split(2, tokens, {10, 14}, SimdLevel::Scalar);
-  expect_same_bits(avx2, scalar, "scalar vs AVX2");
+  for (SimdLevel level : {SimdLevel::AVX2, SimdLevel::AVX512}) {
+    if (level > Kernels::best_level()) continue;
+    const std::vector<float> simd = run_split(2, tokens, {24}, level);
+    expect_same_bits(simd, scalar, std::string("scalar vs ") + Kernels::at(level).name());
+  }
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "kvstash/kernels.h"
 #include "test_util.h"
 
 namespace kvstash {
@@ -21,6 +22,20 @@ std::string long_text_file() {
   const std::string path = testing::temp_path("cli_errors_long.txt");
   std::ofstream(path) << testing::corpus_text();
   return path;
+}
+
+// KVSTASH_SIMD must name a level this CPU runs: no silent fallback.
+TEST(CliErrors, AnUnknownOrMissingSimdLevelIsAnError) {
+  auto run = [](const std::string& level) {
+    return testing::run_command("KVSTASH_SIMD=" + level + " " + testing::cli() + " tokenize --prompt hi 2>&1 >/dev/null",
+                                false);
+  };
+  const testing::CommandResult bad = run("sse9");
+  EXPECT_EQ(bad.exit_code, kInvalid);
+  EXPECT_EQ(bad.out.rfind("kvstash: error: KVSTASH_SIMD=sse9", 0), 0u) << bad.out;
+  for (const char* level : {"avx2", "avx512"})  // the levels above this CPU's best
+    if (parse_simd_level(level, SimdLevel::AVX512) > Kernels::best_level())
+      EXPECT_EQ(run(level).exit_code, exit_code(ErrorKind::NotSupported)) << level;
 }
 
 TEST(CliErrors, UsageErrorsAreOneLineInvalidArgument) {

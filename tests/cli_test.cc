@@ -6,6 +6,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "kvstash/kernels.h"
 #include "test_util.h"
 
 namespace kvstash {
@@ -71,6 +72,19 @@ TEST(Cli, ChatTemplateWrapsThePrompt) {
 TEST(Cli, TokenizeJson) {
   json j = testing::cli_json("tokenize --prompt 'Hello world' --json");
   EXPECT_EQ(j["tokens"], json::parse("[19556, 905]"));
+}
+
+// --json and --version name the kernel level that computed the result; KVSTASH_SIMD picks it.
+TEST(Cli, JsonAndVersionReportTheSimdLevelInUse) {
+  for (const char* level : {"scalar", "avx2", "avx512"}) {
+    if (parse_simd_level(level, Kernels::best_level()) > Kernels::best_level()) continue;
+    const std::string env = std::string("KVSTASH_SIMD=") + level + " ";
+    const testing::CommandResult r = testing::run_command(env + testing::cli() + " --version", false);
+    EXPECT_NE(r.out.find(std::string("simd: ") + level + "\n"), std::string::npos) << r.out;
+    const json j = json::parse(testing::run_command(env + testing::cli() + " tokenize --prompt hi --json", false).out);
+    EXPECT_EQ(j["simd"], level);
+  }
+  EXPECT_EQ(testing::cli_json("tokenize --prompt hi --json")["simd"], Kernels::active().name());
 }
 
 TEST(Cli, PerplexityJson) {

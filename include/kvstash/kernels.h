@@ -2,9 +2,10 @@
 // weight type, plus the f16 helpers attention uses.
 //
 // Determinism contract: every function here is a pure function of its inputs. The result bits do
-// not depend on the call site, thread, batch, or SIMD target (scalar and AVX2 give identical bits;
-// the summation order is fixed by the algorithm: exact integer sums inside quant blocks, float
-// partial sums in 8 fixed lanes, a fixed reduction tree).
+// not depend on the call site, thread, batch, or SIMD target (scalar, AVX2 and AVX-512 give
+// identical bits; the summation order is fixed by the algorithm: exact integer sums inside quant
+// blocks, float partial sums in 8 fixed lanes, a fixed reduction tree — wider vectors hold more
+// integer work, never a different float order).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -25,7 +26,8 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 // q4_0, q5_0, q8_0 -> q8_0; q4_1, q5_1 -> q8_1; k-quants -> q8_K; f32, f16, bf16 -> f32.
 DType activation_type(DType weight);
 
-enum class SimdLevel { Scalar, AVX2 };  // AVX2 also needs FMA and F16C
+// AVX2 also needs FMA and F16C; AVX512 needs AVX2's set plus AVX-512 F, BW, VL, DQ and VNNI.
+enum class SimdLevel { Scalar, AVX2, AVX512 };
 
 namespace detail {
 struct KernelTable;
@@ -45,7 +47,7 @@ class Kernels {
   static SimdLevel best_level();  // the best level this CPU runs
 
   SimdLevel level() const { return level_; }
-  const char* name() const;  // "scalar", "avx2"
+  const char* name() const;  // "scalar", "avx2", "avx512"
 
   // Quantizes n activations into activation_type(weight); dst holds row_bytes(that type, n) bytes.
   void quantize_activations(DType weight, const float* x, void* dst, int64_t n) const;
@@ -87,8 +89,9 @@ class Kernels {
   const detail::KernelTable* t_;
 };
 
-// The level $KVSTASH_SIMD asks for, given the best the CPU has: "scalar" or "avx2"; unset (nullptr)
-// or empty: best. Throws InvalidArgument for any other value, NotSupported for a level above best.
+// The level $KVSTASH_SIMD asks for, given the best the CPU has: "scalar", "avx2" or "avx512"; unset
+// (nullptr) or empty: best. Throws InvalidArgument for any other value, NotSupported for a level
+// above best.
 SimdLevel parse_simd_level(const char* value, SimdLevel best);
 
 }  // namespace kvstash

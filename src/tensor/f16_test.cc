@@ -76,13 +76,14 @@ TEST(F16, FloatToHalfRoundsLikeCvtps2ph) {
 }
 
 TEST(F16, RowsAreIdenticalAtEverySimdLevel) {
-  KVSTASH_SKIP_WITHOUT_AVX2();
+  KVSTASH_SKIP_WITHOUT_SIMD();
   const std::vector<float> src = hard_floats();
   const int64_t n = int64_t(src.size());
+  for (const Kernels* simd : testing::simd_levels()) {
   std::vector<uint16_t> h[2];
   std::vector<float> back[2];
   for (int level = 0; level < 2; ++level) {  // odd offsets and lengths exercise the tails
-    const Kernels& k = Kernels::at(level == 0 ? SimdLevel::Scalar : SimdLevel::AVX2);
+    const Kernels& k = level == 0 ? Kernels::at(SimdLevel::Scalar) : *simd;
     h[level].assign(src.size(), 0);
     k.f32_to_f16_row(src.data() + 3, h[level].data() + 3, n - 8);
     back[level].assign(src.size(), 0.0f);
@@ -91,6 +92,7 @@ TEST(F16, RowsAreIdenticalAtEverySimdLevel) {
   ASSERT_EQ(h[0], h[1]);
   ASSERT_EQ(0, std::memcmp(back[0].data(), back[1].data(), back[0].size() * sizeof(float)));
   for (int64_t i = 3; i < n - 5; ++i) ASSERT_EQ(h[0][i], f32_to_f16(src[i])) << i;
+  }
 }
 
 TEST(BF16, IsTheTopHalfOfAFloat) {

@@ -123,6 +123,11 @@ inline float reduce_lanes(const float l[8]) {
   return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }
 
+// Tiled matrix product of one weight type (the contract of Kernels::matmul_rows; cols is a whole
+// number of blocks).
+using MatmulFn = void (*)(int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
+                          const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride);
+
 // One implementation of every dispatched kernel: everything that differs between SIMD levels is
 // an entry here, so a Kernels object never asks which level it is. nb = number of blocks;
 // n = number of elements.
@@ -143,17 +148,36 @@ struct KernelTable {
   void (*f32_to_f16_row)(const float* src, uint16_t* dst, int64_t n);
   void (*quantize_q8_0)(const float* x, BlockQ8_0* y, int64_t nb);
   void (*quantize_q8_1)(const float* x, BlockQ8_1* y, int64_t nb);
-  // Fast paths, nullptr if none; false: not handled (type, dim), take the generic loop.
-  bool (*matmul_rows)(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0,
-                      int64_t r1, const void* act, size_t act_stride, int64_t n, float* out,
-                      int64_t out_stride);
+  // Tiled matrix products per weight type, nullptr if none (the generic vec_dot loop runs).
+  MatmulFn mm_q4_0, mm_q4_1, mm_q5_0, mm_q5_1, mm_q8_0, mm_q4_K, mm_q5_K, mm_q6_K, mm_f32, mm_f16,
+      mm_bf16;
+  // Fast paths, nullptr if none; false: not handled (dim), take the generic loop.
   bool (*attention_scores_f16)(const float* q, const uint16_t* rows, int64_t n, int64_t dim,
                                float scale, float* scores);
   bool (*attention_values_f16)(const float* p, const uint16_t* rows, int64_t n, int64_t dim,
                                float* out);
+
+  MatmulFn matmul_of(DType t) const {
+    switch (t) {
+      case DType::Q4_0: return mm_q4_0;
+      case DType::Q4_1: return mm_q4_1;
+      case DType::Q5_0: return mm_q5_0;
+      case DType::Q5_1: return mm_q5_1;
+      case DType::Q8_0: return mm_q8_0;
+      case DType::Q4_K: return mm_q4_K;
+      case DType::Q5_K: return mm_q5_K;
+      case DType::Q6_K: return mm_q6_K;
+      case DType::F32: return mm_f32;
+      case DType::F16: return mm_f16;
+      case DType::BF16: return mm_bf16;
+      default: return nullptr;
+    }
+  }
 };
 extern const KernelTable kScalarKernels;  // vec_dot_scalar.cc
 extern const KernelTable kAvx2Kernels;    // vec_dot_avx2.cc
+// AVX-512 (kernels_avx512.cc): the AVX2 table with the AVX-512 kernels in place of their entries.
+const KernelTable& avx512_kernels();
 // q5_0 (q8_0 activations) and q5_1 (q8_1 activations): vec_dot_scalar.cc. Both tables use these
 // (no AVX2 version yet), so the scalar and AVX2 levels agree trivially.
 float dot_q5_0_scalar(const void* w, const void* a, int64_t nb);
@@ -168,9 +192,12 @@ bool attention_scores_f16_avx2(const float* q, const uint16_t* rows, int64_t n, 
                                float scale, float* scores);
 bool attention_values_f16_avx2(const float* p, const uint16_t* rows, int64_t n, int64_t dim,
                                float* out);
-// The AVX2 tiled matmul_rows (matmul_avx2.cc).
-bool matmul_rows_avx2(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0,
-                      int64_t r1, const void* act, size_t act_stride, int64_t n, float* out,
-                      int64_t out_stride);
+// The AVX2 tiled products (matmul_avx2.cc).
+void matmul_q4_0_avx2(int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
+                      const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride);
+void matmul_q4_1_avx2(int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
+                      const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride);
+void matmul_q8_0_avx2(int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
+                      const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride);
 
 }  // namespace kvstash::detail

@@ -201,19 +201,15 @@ KV_AVX2 void matmul(int64_t nb, const uint8_t* w, size_t w_stride, int64_t r0, i
 
 }  // namespace
 
-bool matmul_rows_avx2(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0,
-                      int64_t r1, const void* act, size_t act_stride, int64_t n, float* out,
-                      int64_t out_stride) {
-  if (cols % kQK != 0) return false;
-  const int64_t nb = cols / kQK;
-  const uint8_t* wb = static_cast<const uint8_t*>(w);
-  const uint8_t* ab = static_cast<const uint8_t*>(act);
-  switch (weight) {
-    case DType::Q4_0: matmul<TraitsQ4_0>(nb, wb, w_stride, r0, r1, ab, act_stride, n, out, out_stride); return true;
-    case DType::Q4_1: matmul<TraitsQ4_1>(nb, wb, w_stride, r0, r1, ab, act_stride, n, out, out_stride); return true;
-    case DType::Q8_0: matmul<TraitsQ8_0>(nb, wb, w_stride, r0, r1, ab, act_stride, n, out, out_stride); return true;
-    default: return false;
+// cols is a whole number of 32-element blocks (Kernels::matmul_rows checks).
+#define KV_MATMUL_AVX2(name, Traits)                                                               \
+  void name(int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1, const void* act, \
+            size_t act_stride, int64_t n, float* out, int64_t out_stride) {                        \
+    matmul<Traits>(cols / kQK, static_cast<const uint8_t*>(w), w_stride, r0, r1,                    \
+                   static_cast<const uint8_t*>(act), act_stride, n, out, out_stride);               \
   }
-}
+KV_MATMUL_AVX2(matmul_q4_0_avx2, TraitsQ4_0)
+KV_MATMUL_AVX2(matmul_q4_1_avx2, TraitsQ4_1)
+KV_MATMUL_AVX2(matmul_q8_0_avx2, TraitsQ8_0)
 
 }  // namespace kvstash::detail

@@ -71,8 +71,9 @@ namespace {
 
 // Activation quantization: the AVX2 path writes the scalar path's bytes, ties (x * id = k + 0.5)
 // and zeros included.
-TEST(QuantizeActivations, ScalarAndAvx2WriteIdenticalBytes) {
-  KVSTASH_SKIP_WITHOUT_AVX2();
+TEST(QuantizeActivations, EverySimdLevelWritesScalarBytes) {
+  KVSTASH_SKIP_WITHOUT_SIMD();
+  for (const Kernels* k : testing::simd_levels()) {
   std::mt19937 rng(11);
   std::normal_distribution<float> normal(0.0f, 3.0f);
   for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q6_K})
@@ -87,9 +88,11 @@ TEST(QuantizeActivations, ScalarAndAvx2WriteIdenticalBytes) {
       if (rep % 3 == 1) x[0] = 63.5f;  // amax 63.5: id = 2, halves land on .5 exactly
       std::vector<uint8_t> a(row_bytes(activation_type(t), n)), b(a.size());
       Kernels::at(SimdLevel::Scalar).quantize_activations(t, x.data(), a.data(), n);
-      Kernels::at(SimdLevel::AVX2).quantize_activations(t, x.data(), b.data(), n);
-      ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << dtype_name(uint32_t(t)) << " rep " << rep;
+      k->quantize_activations(t, x.data(), b.data(), n);
+      ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0)
+          << k->name() << " " << dtype_name(uint32_t(t)) << " rep " << rep;
     }
+  }
 }
 
 }  // namespace

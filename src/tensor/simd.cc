@@ -13,6 +13,7 @@ namespace kvstash {
 SimdLevel Kernels::best_level() {
   static const SimdLevel best = [] {
     const detail::CpuFeatures f = detail::cpu_features();
+    if (f.avx512) return SimdLevel::AVX512;
     return f.avx2 && f.fma && f.f16c ? SimdLevel::AVX2 : SimdLevel::Scalar;
   }();
   return best;
@@ -21,12 +22,18 @@ SimdLevel Kernels::best_level() {
 const Kernels& Kernels::at(SimdLevel level) {
   static constexpr Kernels scalar(SimdLevel::Scalar, detail::kScalarKernels);
   static constexpr Kernels avx2(SimdLevel::AVX2, detail::kAvx2Kernels);
+  static const Kernels avx512(SimdLevel::AVX512, detail::avx512_kernels());
   switch (level) {
     case SimdLevel::Scalar: return scalar;
     case SimdLevel::AVX2:
-      if (best_level() != SimdLevel::AVX2)
+      if (best_level() < SimdLevel::AVX2)
         throw Error(ErrorKind::NotSupported, "SIMD level avx2 needs AVX2, FMA and F16C, which this CPU lacks");
       return avx2;
+    case SimdLevel::AVX512:
+      if (best_level() < SimdLevel::AVX512)
+        throw Error(ErrorKind::NotSupported,
+                    "SIMD level avx512 needs AVX-512 F, BW, VL, DQ and VNNI, which this CPU lacks");
+      return avx512;
   }
   throw Error(ErrorKind::InvalidArgument, "unknown SIMD level " + std::to_string(int(level)));
 }
@@ -37,7 +44,13 @@ const Kernels& Kernels::active() {
   return k;
 }
 
-const char* Kernels::name() const { return level_ == SimdLevel::AVX2 ? "avx2" : "scalar"; }
+const char* Kernels::name() const {
+  switch (level_) {
+    case SimdLevel::AVX2: return "avx2";
+    case SimdLevel::AVX512: return "avx512";
+    default: return "scalar";
+  }
+}
 
 SimdLevel parse_simd_level(const char* value, SimdLevel best) {
   if (value == nullptr || *value == '\0') return best;
@@ -46,12 +59,16 @@ SimdLevel parse_simd_level(const char* value, SimdLevel best) {
     level = SimdLevel::Scalar;
   } else if (std::strcmp(value, "avx2") == 0) {
     level = SimdLevel::AVX2;
+  } else if (std::strcmp(value, "avx512") == 0) {
+    level = SimdLevel::AVX512;
   } else {
     throw Error(ErrorKind::InvalidArgument,
-                "KVSTASH_SIMD=" + std::string(value) + ": expected scalar or avx2");
+                "KVSTASH_SIMD=" + std::string(value) + ": expected scalar, avx2 or avx512");
   }
-  if (level == SimdLevel::AVX2 && best != SimdLevel::AVX2)
-    throw Error(ErrorKind::NotSupported, "KVSTASH_SIMD=avx2: this CPU lacks AVX2, FMA or F16C");
+  if (level > best)
+    throw Error(ErrorKind::NotSupported,
+                "KVSTASH_SIMD=" + std::string(value) + ": this CPU lacks " +
+                    (level == SimdLevel::AVX2 ? "AVX2, FMA or F16C" : "AVX-512 F, BW, VL, DQ or VNNI"));
   return level;
 }
 
@@ -83,9 +100,10 @@ void Kernels::matmul_rows(DType weight, int64_t cols, const void* w, size_t w_st
                           int64_t r1, const void* act, size_t act_stride, int64_t n, float* out,
                           int64_t out_stride) const {
   if (r0 >= r1 || n <= 0) return;
-  if (t_->matmul_rows &&
-      t_->matmul_rows(weight, cols, w, w_stride, r0, r1, act, act_stride, n, out, out_stride))
+  if (const detail::MatmulFn fast = t_->matmul_of(weight); fast && cols % dtype_info(weight).block_size == 0) {
+    fast(cols, w, w_stride, r0, r1, act, act_stride, n, out, out_stride);
     return;
+  }
   const uint8_t* wb = static_cast<const uint8_t*>(w);
   const uint8_t* ab = static_cast<const uint8_t*>(act);
   for (int64_t r = r0; r < r1; ++r)

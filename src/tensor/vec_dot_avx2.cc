@@ -302,10 +302,27 @@ KV_AVX2 void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) {
 }  // namespace
 
 const KernelTable kAvx2Kernels = {
-    dot_q4_0, dot_q4_1, dot_q5_0_scalar, dot_q5_1_scalar, dot_q8_0, dot_q4_K, dot_q5_K, dot_q6_K,
-    dot_f32, dot_f32_f16, dot_f32_bf16, axpy_f16, f16_to_f32_row, f32_to_f16_row,
-    quantize_q8_0_avx2, quantize_q8_1_avx2, matmul_rows_avx2, attention_scores_f16_avx2,
-    attention_values_f16_avx2,
+    .dot_q4_0 = dot_q4_0,
+    .dot_q4_1 = dot_q4_1,
+    .dot_q5_0 = dot_q5_0_scalar,
+    .dot_q5_1 = dot_q5_1_scalar,
+    .dot_q8_0 = dot_q8_0,
+    .dot_q4_K = dot_q4_K,
+    .dot_q5_K = dot_q5_K,
+    .dot_q6_K = dot_q6_K,
+    .dot_f32 = dot_f32,
+    .dot_f32_f16 = dot_f32_f16,
+    .dot_f32_bf16 = dot_f32_bf16,
+    .axpy_f16 = axpy_f16,
+    .f16_to_f32_row = f16_to_f32_row,
+    .f32_to_f16_row = f32_to_f16_row,
+    .quantize_q8_0 = quantize_q8_0_avx2,
+    .quantize_q8_1 = quantize_q8_1_avx2,
+    .mm_q4_0 = matmul_q4_0_avx2,
+    .mm_q4_1 = matmul_q4_1_avx2,
+    .mm_q8_0 = matmul_q8_0_avx2,
+    .attention_scores_f16 = attention_scores_f16_avx2,
+    .attention_values_f16 = attention_values_f16_avx2,
 };
 
 }  // namespace kvstash::detail

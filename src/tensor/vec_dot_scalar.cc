@@ -155,10 +155,22 @@ void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) {
 }  // namespace
 
 const KernelTable kScalarKernels = {
-    dot_q4_0, dot_q4_1, dot_q5_0_scalar, dot_q5_1_scalar, dot_q8_0,
-    dot_k_with_mins<BlockQ4_K, unpack_q4_K>, dot_k_with_mins<BlockQ5_K, unpack_q5_K>, dot_q6_K,
-    dot_f32, dot_f32_f16, dot_f32_bf16, axpy_f16, f16_to_f32_row, f32_to_f16_row,
-    quantize_q8_0_scalar, quantize_q8_1_scalar, nullptr, nullptr, nullptr,
+    .dot_q4_0 = dot_q4_0,
+    .dot_q4_1 = dot_q4_1,
+    .dot_q5_0 = dot_q5_0_scalar,
+    .dot_q5_1 = dot_q5_1_scalar,
+    .dot_q8_0 = dot_q8_0,
+    .dot_q4_K = dot_k_with_mins<BlockQ4_K, unpack_q4_K>,
+    .dot_q5_K = dot_k_with_mins<BlockQ5_K, unpack_q5_K>,
+    .dot_q6_K = dot_q6_K,
+    .dot_f32 = dot_f32,
+    .dot_f32_f16 = dot_f32_f16,
+    .dot_f32_bf16 = dot_f32_bf16,
+    .axpy_f16 = axpy_f16,
+    .f16_to_f32_row = f16_to_f32_row,
+    .f32_to_f16_row = f32_to_f16_row,
+    .quantize_q8_0 = quantize_q8_0_scalar,
+    .quantize_q8_1 = quantize_q8_1_scalar,
 };
 
 }  // namespace kvstash::detail

@@ -146,9 +146,9 @@ TEST(VecDot, EveryTypeIsCloseToTheExactDotAtEveryLevel) {
 
 // Activations are fuzzed too (random quant bytes incl. -128, inconsistent bsums): the kernels
 // must agree bit for bit on any input, not only on well-formed ones.
-TEST(VecDot, ScalarAndAvx2GiveIdenticalBits) {
-  KVSTASH_SKIP_WITHOUT_AVX2();
-  const Kernels& avx2 = Kernels::at(SimdLevel::AVX2);
+TEST(VecDot, EverySimdLevelGivesScalarBits) {
+  KVSTASH_SKIP_WITHOUT_SIMD();
+  for (const Kernels* k : testing::simd_levels()) {
   std::mt19937 rng(2);
   for (DType t : kWeightTypes)
     for (int64_t n : lengths_for(t))
@@ -158,9 +158,11 @@ TEST(VecDot, ScalarAndAvx2GiveIdenticalBits) {
         std::vector<uint8_t> act = random_row(at, n, rng);
         if (rep % 2 == 0) scalar().quantize_activations(t, random_floats(n, rng).data(), act.data(), n);
         const float s = scalar().vec_dot(t, n, w.data(), act.data());
-        const float v = avx2.vec_dot(t, n, w.data(), act.data());
-        ASSERT_EQ(bits(s), bits(v)) << dtype_name(uint32_t(t)) << " n=" << n << ": " << s << " vs " << v;
+        const float v = k->vec_dot(t, n, w.data(), act.data());
+        ASSERT_EQ(bits(s), bits(v)) << k->name() << " " << dtype_name(uint32_t(t)) << " n=" << n << ": " << s
+                                    << " vs " << v;
       }
+  }
 }
 
 // The contract in kernels.h, written out independently for the default model's weight type:
@@ -265,9 +267,10 @@ TEST(AttentionHelpers, AccurateAtEveryLevel) {
   }
 }
 
-TEST(AttentionHelpers, ScalarAndAvx2GiveIdenticalBits) {
-  KVSTASH_SKIP_WITHOUT_AVX2();
-  const Kernels& avx2 = Kernels::at(SimdLevel::AVX2);
+TEST(AttentionHelpers, EverySimdLevelGivesScalarBits) {
+  KVSTASH_SKIP_WITHOUT_SIMD();
+  for (const Kernels* k : testing::simd_levels()) {
+  const Kernels& avx2 = *k;
   std::mt19937 rng(4);
   for (int64_t n : helper_lengths())
     for (int rep = 0; rep < 10; ++rep) {
@@ -279,6 +282,7 @@ TEST(AttentionHelpers, ScalarAndAvx2GiveIdenticalBits) {
       avx2.axpy_f16(c.alpha, c.h.data(), y1.data(), n);
       ASSERT_TRUE(n == 0 || std::memcmp(y0.data(), y1.data(), y0.size() * sizeof(float)) == 0) << n;
     }
+  }
 }
 
 }  // namespace

@@ -48,7 +48,7 @@ Command add_compress(CLI::App& app) {
                         {"chunks", info.chunks.size()}, {"chunk_tokens", info.chunk_tokens},
                         {"levels", kvz_level_table(info)}, {"threads", pool.size()}, {"seconds", seconds}};
     if (a->json) {
-      std::printf("%s\n", j.dump().c_str());
+      print_json(j);
       return 0;
     }
     std::string per_level;

@@ -49,7 +49,7 @@ Command add_decompress(CLI::App& app) {
     if (a->json) {
       nlohmann::json j = {{"in", a->in}, {"out", a->out}, {"level", level}, {"params", params},
                           {"tokens", s.size()}, {"bytes", bytes}, {"seconds", seconds}};
-      std::printf("%s\n", j.dump().c_str());
+      print_json(j);
     } else {
       std::printf("%s: %lld tokens at level %d, %lld bytes, %.2f s\n", a->out.c_str(), (long long)s.size(), level,
                   (long long)bytes, seconds);

@@ -104,7 +104,7 @@ Command add_generate(CLI::App& app) {
                           {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                           {"decode_tokens_per_s", r.decode_tokens_per_s}};
       if (budget.enabled()) add_budget_json(j, budget);
-      std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      print_json(j);
       std::fflush(stdout);
     }
     return 0;

@@ -40,7 +40,7 @@ int inspect_kvz(const std::string& path, bool json) {
     j["kv_settings"] = describe(s.book->budget);
   }
   if (json) {
-    std::printf("%s\n", j.dump().c_str());
+    print_json(j);
     return 0;
   }
   std::printf("%s\n  format            .kvz, %zu chunks of %d slots\n  tokens            %lld (context %lld)\n"
@@ -89,7 +89,7 @@ Command add_inspect(CLI::App& app) {
       j["kv_slots"] = s.kv_entries();
     }
     if (a->json) {
-      std::printf("%s\n", j.dump().c_str());
+      print_json(j);
       return 0;
     }
     std::printf("%s\n  tokens            %lld (context %lld)\n  bytes             %lld (%.0f per token)\n"

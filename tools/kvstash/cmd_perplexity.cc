@@ -73,7 +73,7 @@ int perplexity_of_state(const PerplexityArgs& a, bool ctx_given) {
                         {"scored_tokens", r.scored}, {"state", a.state}, {"state_tokens", state.size()},
                         {"level", a.level}, {"n_ctx", l.engine->n_ctx()}, {"tokens_per_s", r.tokens_per_s}};
     if (budget.enabled()) add_budget_json(j, budget, state.kv_entries());
-    std::printf("%s\n", j.dump().c_str());
+    print_json(j);
   } else {
     std::printf("perplexity %.4f over %lld tokens continuing %s (%lld tokens; %.1f tokens/s)\n", r.perplexity,
                 (long long)r.tokens, a.state.c_str(), (long long)state.size(), r.tokens_per_s);
@@ -137,7 +137,7 @@ Command add_perplexity(CLI::App& app) {
                           {"tokens_per_s", r.tokens_per_s}, {"stream", a->stream}, {"kv_budget", budget.budget},
                           {"kv_policy", budget.enabled() ? nlohmann::json(to_string(budget.policy)) : nlohmann::json()}};
       if (budget.enabled()) j["kv_settings"] = describe(budget);
-      std::printf("%s\n", j.dump().c_str());
+      print_json(j);
     } else {
       const std::string how = budget.enabled() ? ", kv " + describe(budget) : "";
       if (a->stream)

@@ -72,7 +72,7 @@ Command add_prefill(CLI::App& app) {
       nlohmann::json j = {{"prompt_tokens", state.size()}, {"n_ctx", state.n_ctx}, {"bytes", bytes},
                           {"seconds", seconds}, {"tokens_per_s", double(state.size()) / seconds}, {"out", a->out}};
       if (budget.enabled()) add_budget_json(j, budget, state.kv_entries());
-      std::printf("%s\n", j.dump().c_str());
+      print_json(j);
     } else {
       std::printf("%s: %lld tokens, %lld bytes, %.2f s (%.1f tokens/s)\n", a->out.c_str(),
                   (long long)state.size(), (long long)bytes, seconds, double(state.size()) / seconds);

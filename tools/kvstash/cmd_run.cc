@@ -82,7 +82,7 @@ Command add_run(CLI::App& app) {
                         {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                         {"decode_tokens_per_s", r.decode_tokens_per_s}};
     if (budget.enabled()) add_budget_json(j, budget, seq.size());
-    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    print_json(j);
     return 0;
   };
 }

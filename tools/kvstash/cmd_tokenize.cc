@@ -31,7 +31,7 @@ Command add_tokenize(CLI::App& app) {
     auto tok = Tokenizer::from_gguf(*file);
     const std::vector<Token> ids = tok->encode(a->prompt, true, !a->no_parse_special);
     if (a->json) {
-      std::printf("%s\n", nlohmann::json{{"tokens", ids}}.dump().c_str());
+      print_json({{"tokens", ids}});
     } else {
       for (size_t i = 0; i < ids.size(); ++i) std::printf(i ? " %d" : "%d", ids[i]);
       std::printf("\n");

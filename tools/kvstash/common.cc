@@ -8,6 +8,7 @@
 
 #include "context.h"
 #include "kvstash/error.h"
+#include "kvstash/kernels.h"
 #include <nlohmann/json.hpp>
 
 namespace kvstash::cli {
@@ -161,5 +162,10 @@ void print_now(const std::string& text) {
 }
 
 int64_t file_size(const std::string& path) { return int64_t(std::filesystem::file_size(path)); }
+
+void print_json(nlohmann::json j) {
+  j["simd"] = Kernels::active().name();
+  std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+}
 
 }  // namespace kvstash::cli

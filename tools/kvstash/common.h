@@ -72,6 +72,10 @@ void add_load_level_option(CLI::App& app, int& level);
 // those bytes, and file_bits_per_value (the header added: a file of that level alone).
 nlohmann::json kvz_level_table(const KvzInfo& info);
 
+// Prints a --json result on one line, with "simd": the kernel level that computed it (invalid
+// UTF-8 in generated text is replaced, not an error).
+void print_json(nlohmann::json j);
+
 // Writes generated text to stdout as it arrives.
 void print_now(const std::string& text);
 int64_t file_size(const std::string& path);
