@@ -10,6 +10,7 @@
 #include "argv_check.h"
 #include "commands.h"
 #include "kvstash/error.h"
+#include "kvstash/kernels.h"
 #include "version.h"
 
 namespace {
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
     return fail_current();
   }
   try {
+    (void)kvstash::Kernels::active();  // a bad KVSTASH_SIMD fails every command, not only the ones that compute
     for (auto& [sub, run] : commands)
       if (sub->parsed()) return run();
   } catch (...) {
