@@ -8,8 +8,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+#include <iterator>
+
 #include "kvstash/error.h"
 #include "kvstash/engine.h"
+#include "kvstash/prefix.h"
 #include "kvstash/state.h"
 #include "test_util.h"
 
@@ -136,6 +140,52 @@ TEST(StateModel, LoadedStateContinuesExactly) {
     ASSERT_EQ(0, std::memcmp(&want[i * nv], &got[i * nv], nv * sizeof(float))) << "token " << i;
     ASSERT_EQ(0, std::memcmp(&uncached[i * nv], &got[i * nv], nv * sizeof(float))) << "token " << i;
   }
+}
+
+// load_state_into (one pass: checksums verified while copying) fills the pool exactly as
+// load_state + restore do, and catches a flipped byte in any K/V tensor, leaving seq empty.
+TEST(StateModel, LoadIntoEqualsLoadThenRestore) {
+  const Model& m = testing::default_model();
+  const std::vector<Token> prefix = testing::prose_tokens(70);  // 70: blocks of 16 end mid-block
+  Engine engine(m, threads(), EngineOptions{.n_ctx = 256, .kv_tokens = 1024});  // room for 4 sequences
+  Sequence seq = engine.new_sequence();
+  const State s = prefill_state(engine, seq, prefix);
+  const std::string path = testing::temp_path("load_into.kvs");
+  save_state(s, path);
+
+  Sequence a = engine.new_sequence(), b = engine.new_sequence();
+  restore(load_state(path), m, engine.n_ctx(), a);
+  const State meta = load_state_into(path, m, engine.n_ctx(), b);
+  EXPECT_EQ(meta.tokens, prefix);
+  EXPECT_EQ(meta.logits, s.logits);
+  const float* logits = s.logits.data();
+  expect_same_entries(snapshot(m, a, engine.n_ctx(), logits), snapshot(m, b, engine.n_ctx(), logits));
+  EXPECT_EQ(LoadedPrefix(engine, path).size(), 70);  // the session's one-pass constructor
+
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const uint64_t header = uint64_t(uint8_t(bytes[0])) | uint64_t(uint8_t(bytes[1])) << 8 |
+                          uint64_t(uint8_t(bytes[2])) << 16 | uint64_t(uint8_t(bytes[3])) << 24;
+  const nlohmann::json h = nlohmann::json::parse(bytes.substr(8, header));
+  for (const char* name : {"k.0", "v.0", "k.17", "v.29"}) {
+    const uint64_t at = 8 + header + uint64_t(h[name]["data_offsets"][1]) - 3;
+    std::string broken = bytes;
+    broken[at] = char(broken[at] ^ 0x04);
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << broken;
+    Sequence c = engine.new_sequence();
+    try {
+      load_state_into(path, m, engine.n_ctx(), c);
+      ADD_FAILURE() << "no error for a flipped byte in " << name;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Corruption);
+      EXPECT_EQ(std::string(e.what()), path + ": checksum mismatch in tensor '" + name + "' (file corrupted)");
+    }
+    EXPECT_EQ(c.size(), 0) << name;
+  }
+  fs::remove(path);
 }
 
 // Entries removed from the middle (as eviction does) keep their positions through a restore.

@@ -48,6 +48,9 @@ class LoadedPrefix {
  public:
   // Validates the state against the engine's model (throws Error; nothing is changed on error).
   LoadedPrefix(Engine& engine, const State& state);
+  // From a .kvs file in one pass over its K/V (load_state_into): the same checks and errors as
+  // LoadedPrefix(engine, load_state(path)), about twice as fast.
+  LoadedPrefix(Engine& engine, const std::string& kvs_path);
 
   const std::string& text() const { return text_; }
   int64_t size() const { return base_.n_processed(); }  // tokens the state has read
@@ -63,6 +66,7 @@ class LoadedPrefix {
                                const std::function<void(const std::string&)>& on_text = {});
 
  private:
+  void take(const State& state);  // logits and text of the restored state
   size_t common_prefix(const std::vector<Token>& tokens) const;
   bool can_cut_to(size_t n) const;
   Engine& engine_;

@@ -37,8 +37,17 @@ State process_prefix(Engine& engine, const std::string& text,
 LoadedPrefix::LoadedPrefix(Engine& engine, const State& state)
     : engine_(engine), base_(engine.new_sequence()) {
   restore(state, engine.model(), engine.n_ctx(), base_);
+  take(state);
+}
+
+LoadedPrefix::LoadedPrefix(Engine& engine, const std::string& kvs_path)
+    : engine_(engine), base_(engine.new_sequence()) {
+  take(load_state_into(kvs_path, engine.model(), engine.n_ctx(), base_, &engine.threads()));
+}
+
+void LoadedPrefix::take(const State& state) {
   logits_ = state.logits;
-  const Tokenizer& tok = engine.model().tokenizer();
+  const Tokenizer& tok = engine_.model().tokenizer();
   std::vector<Token> body = state.tokens;
   if (!body.empty() && body.front() == tok.bos() && tok.add_bos()) body.erase(body.begin());
   text_ = tok.decode(body, true);

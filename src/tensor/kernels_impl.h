@@ -149,13 +149,14 @@ struct KernelTable {
   void (*quantize_q8_0)(const float* x, BlockQ8_0* y, int64_t nb);
   void (*quantize_q8_1)(const float* x, BlockQ8_1* y, int64_t nb);
   // Tiled matrix products per weight type, nullptr if none (the generic vec_dot loop runs).
-  MatmulFn mm_q4_0, mm_q4_1, mm_q5_0, mm_q5_1, mm_q8_0, mm_q4_K, mm_q5_K, mm_q6_K, mm_f32, mm_f16,
-      mm_bf16;
+  MatmulFn mm_q4_0 = nullptr, mm_q4_1 = nullptr, mm_q5_0 = nullptr, mm_q5_1 = nullptr, mm_q8_0 = nullptr,
+           mm_q4_K = nullptr, mm_q5_K = nullptr, mm_q6_K = nullptr, mm_f32 = nullptr, mm_f16 = nullptr,
+           mm_bf16 = nullptr;
   // Fast paths, nullptr if none; false: not handled (dim), take the generic loop.
   bool (*attention_scores_f16)(const float* q, const uint16_t* rows, int64_t n, int64_t dim,
-                               float scale, float* scores);
+                               float scale, float* scores) = nullptr;
   bool (*attention_values_f16)(const float* p, const uint16_t* rows, int64_t n, int64_t dim,
-                               float* out);
+                               float* out) = nullptr;
 
   MatmulFn matmul_of(DType t) const {
     switch (t) {
