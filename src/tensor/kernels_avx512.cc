@@ -1,12 +1,25 @@
 // The AVX-512 kernel set: the AVX2 table, with each kernel that has an AVX-512 version replaced.
 // Every entry keeps the bits of the scalar kernels (kernels_impl.h's summation contract).
 #include "tensor/kernels_impl.h"
+#include "tensor/q32_avx512.h"
 
 namespace kvstash::detail {
 
 const KernelTable& avx512_kernels() {
   static const KernelTable table = [] {
     KernelTable t = kAvx2Kernels;
+    t.dot_q4_0 = dot_q4_0_avx512;
+    t.dot_q4_1 = dot_q4_1_avx512;
+    t.dot_q5_0 = dot_q5_0_avx512;
+    t.dot_q5_1 = dot_q5_1_avx512;
+    t.dot_q8_0 = dot_q8_0_avx512;
+    t.mm_q4_0 = matmul_q4_0_avx512;
+    t.mm_q4_1 = matmul_q4_1_avx512;
+    t.mm_q5_0 = matmul_q5_0_avx512;
+    t.mm_q5_1 = matmul_q5_1_avx512;
+    t.mm_q8_0 = matmul_q8_0_avx512;
+    t.quantize_q8_0 = quantize_q8_0_avx512;
+    t.quantize_q8_1 = quantize_q8_1_avx512;
     return t;
   }();
   return table;

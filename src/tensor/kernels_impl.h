@@ -179,8 +179,7 @@ extern const KernelTable kScalarKernels;  // vec_dot_scalar.cc
 extern const KernelTable kAvx2Kernels;    // vec_dot_avx2.cc
 // AVX-512 (kernels_avx512.cc): the AVX2 table with the AVX-512 kernels in place of their entries.
 const KernelTable& avx512_kernels();
-// q5_0 (q8_0 activations) and q5_1 (q8_1 activations): vec_dot_scalar.cc. Both tables use these
-// (no AVX2 version yet), so the scalar and AVX2 levels agree trivially.
+// q5_0 (q8_0 activations) and q5_1 (q8_1 activations): vec_dot_scalar.cc (the scalar table's).
 float dot_q5_0_scalar(const void* w, const void* a, int64_t nb);
 float dot_q5_1_scalar(const void* w, const void* a, int64_t nb);
 // Activation blocks (quantize_act.cc).
@@ -199,6 +198,10 @@ void matmul_q4_0_avx2(int64_t cols, const void* w, size_t w_stride, int64_t r0, 
 void matmul_q4_1_avx2(int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
                       const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride);
 void matmul_q8_0_avx2(int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
+                      const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride);
+void matmul_q5_0_avx2(int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
+                      const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride);
+void matmul_q5_1_avx2(int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
                       const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride);
 
 }  // namespace kvstash::detail

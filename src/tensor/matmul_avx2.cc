@@ -1,5 +1,5 @@
-// Tiled AVX2 matrix products for the 32-element block types (q4_0, q4_1, q8_0): R weight rows x T
-// activation rows at a time. Each (row, token) element is exactly vec_dot's AVX2 computation
+// Tiled AVX2 matrix products for the 32-element block types (q4_0, q4_1, q5_0, q5_1, q8_0): R weight
+// rows x T activation rows at a time. Each (row, token) element is exactly vec_dot's AVX2 computation
 // (vec_dot_avx2.cc dot_blocks): the same exact int32 block sums, the same float steps on the same
 // lanes, the same partial-group blend and the same lane reduction; only the loads and the
 // unpacking of quants and scales are shared across the tile.
@@ -46,20 +46,40 @@ KV_AVX2 inline __m256i nibbles32(const uint8_t* qs) {
   return _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F));
 }
 
+// q5_0 / q5_1: nibbles32 plus the fifth bits of qh (bit l -> 0x10 in byte l), as vec_dot_avx2.cc.
+KV_AVX2 inline __m256i q5_quants(const uint8_t qh[4], const uint8_t qs[16]) {
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(load_i32(qh)),
+      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201));
+  const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit),
+                                        _mm256_set1_epi8(0x10));
+  return _mm256_or_si256(nibbles32(qs), high);
+}
+
 struct Wide { __m256i lo, hi; };
+// Activation bytes with the int16 pair sums of Offset * a (maddubs), which the offset types
+// (q4_0: nibble - 8, q5_0: q5 - 16) subtract; computed once per activation block, not per row.
+struct WithOffset { __m256i a, off; };
+template <int Offset>
+KV_AVX2 inline WithOffset with_offset(const int8_t* qs) {
+  const __m256i a = load256(qs);
+  return {a, _mm256_maddubs_epi16(_mm256_set1_epi8(Offset), a)};
+}
 
 // Per type: the weight block unpacked once (wprep), the activation block unpacked once (aprep),
 // their exact int32 partial sums (prod), and vec_dot's float step (step_q8 / step_q4_1).
+
+// q4_0: (n - 8) * a = n * a - 8 * a, int16 pairs within 2 * 15 * 128 and 2 * 8 * 128 (exact).
 struct TraitsQ4_0 {
   using WB = BlockQ4_0;
   using AB = BlockQ8_0;
   using WP = __m256i;
-  using AP = __m256i;
+  using AP = WithOffset;
   static KV_AVX2 inline WP wprep(const WB& x) { return nibbles32(x.qs); }
-  static KV_AVX2 inline AP aprep(const AB& y) { return load256(y.qs); }
+  static KV_AVX2 inline AP aprep(const AB& y) { return with_offset<8>(y.qs); }
   static KV_AVX2 inline __m256i prod(WP w, AP a) {
-    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(w, a),
-                                       _mm256_maddubs_epi16(_mm256_set1_epi8(8), a));
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(w, a.a), a.off);
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
   }
   static KV_AVX2 inline __m256 step(__m256 acc, __m256 dw, __m256, __m256 dx, __m256, __m256 isum) {
@@ -81,6 +101,27 @@ struct TraitsQ4_1 {
     acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), isum, acc);
     return _mm256_fmadd_ps(mw, sx, acc);
   }
+};
+// q5_0: (q - 16) * a = q * a - 16 * a, int16 pairs within 2 * 31 * 128 and 2 * 16 * 128, their
+// difference within int16 (exact). The step reads only d (qh fills the high half of the heads).
+struct TraitsQ5_0 {
+  using WB = BlockQ5_0;
+  using AB = BlockQ8_0;
+  using WP = __m256i;
+  using AP = WithOffset;
+  static KV_AVX2 inline WP wprep(const WB& x) { return q5_quants(x.qh, x.qs); }
+  static KV_AVX2 inline AP aprep(const AB& y) { return with_offset<16>(y.qs); }
+  static KV_AVX2 inline __m256i prod(WP w, AP a) {
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(w, a.a), a.off);
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+  }
+  static KV_AVX2 inline __m256 step(__m256 acc, __m256 dw, __m256, __m256 dx, __m256, __m256 isum) {
+    return _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), isum, acc);
+  }
+};
+struct TraitsQ5_1 : TraitsQ4_1 {  // q5_1: q5 * a, int16 pairs within 2 * 31 * 128
+  using WB = BlockQ5_1;
+  static KV_AVX2 inline WP wprep(const WB& x) { return q5_quants(x.qh, x.qs); }
 };
 struct TraitsQ8_0 {
   using WB = BlockQ8_0;
@@ -164,8 +205,8 @@ KV_AVX2 void tile(const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_
 }
 
 constexpr int kRows = 4, kTokens = 8;
-constexpr int64_t kTokenBlock = 64;
-constexpr int64_t kPrefetchRows = 2 * kRows;  // software prefetch distance in weight rows  // activations of this many tokens stay in cache per pass
+constexpr int64_t kTokenBlock = 64;  // activations of this many tokens stay in cache per pass
+constexpr int64_t kPrefetchRows = 2 * kRows;  // software prefetch distance in weight rows
 
 template <class Tr>
 KV_AVX2 void matmul(int64_t nb, const uint8_t* w, size_t w_stride, int64_t r0, int64_t r1,
@@ -210,6 +251,8 @@ KV_AVX2 void matmul(int64_t nb, const uint8_t* w, size_t w_stride, int64_t r0, i
   }
 KV_MATMUL_AVX2(matmul_q4_0_avx2, TraitsQ4_0)
 KV_MATMUL_AVX2(matmul_q4_1_avx2, TraitsQ4_1)
+KV_MATMUL_AVX2(matmul_q5_0_avx2, TraitsQ5_0)
+KV_MATMUL_AVX2(matmul_q5_1_avx2, TraitsQ5_1)
 KV_MATMUL_AVX2(matmul_q8_0_avx2, TraitsQ8_0)
 
 }  // namespace kvstash::detail

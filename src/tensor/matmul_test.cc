@@ -63,6 +63,45 @@ TEST(MatmulRows, BitIdenticalToVecDot) {
       }
 }
 
+// The 32-element block types against the scalar vec_dot: every tail of 8- and 16-block groups,
+// token counts 1..17 (one token, odd and even counts, token pairs) and past a token block, row
+// counts that are not a multiple of the row tile, and rows longer than the AVX-512 kernel's
+// activation buffer (71936 columns).
+void check_against_scalar(DType t, int64_t cols, int64_t rows, int64_t n, const Kernels& k) {
+  std::mt19937 rng(uint32_t(cols * 31 + rows * 5 + n));
+  const std::vector<uint8_t> w = random_weights(t, cols, rows, rng);
+  const size_t ws = row_bytes(t, cols), as = row_bytes(activation_type(t), cols);
+  std::vector<float> x(size_t(cols * n));
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (float& v : x) v = normal(rng);
+  std::vector<uint8_t> act(as * size_t(n));
+  for (int64_t i = 0; i < n; ++i) k.quantize_activations(t, &x[size_t(i * cols)], &act[size_t(i) * as], cols);
+  // Quants of -128, which quantization never writes, in every activation block (first and last).
+  const size_t ab = row_bytes(activation_type(t), 32), head = ab - 32;
+  for (size_t off = 0; off < act.size(); off += ab) act[off + head] = act[off + ab - 1] = 0x80;
+  std::vector<float> out(size_t(rows * n), -1.0f);
+  k.matmul_rows(t, cols, w.data(), ws, 0, rows, act.data(), as, n, out.data(), rows);
+  const Kernels& scalar = Kernels::at(SimdLevel::Scalar);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < n; ++i) {
+      const float ref = scalar.vec_dot(t, cols, &w[size_t(r) * ws], &act[size_t(i) * as]);
+      ASSERT_EQ(bits(out[size_t(i * rows + r)]), bits(ref))
+          << k.name() << " " << dtype_name(uint32_t(t)) << " cols " << cols << " rows " << rows << " n " << n
+          << ": row " << r << " token " << i;
+    }
+}
+
+TEST(MatmulRows, Q32TypesMatchScalarForEveryTail) {
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0})
+    for (const Kernels* k : every_level()) {
+      for (int64_t nb = 1; nb <= 33; ++nb)
+        for (int64_t n : {1, 2, 3, 17}) check_against_scalar(t, 32 * nb, 7, n, *k);
+      for (int64_t n = 1; n <= 17; ++n) check_against_scalar(t, 32 * 9, 6, n, *k);
+      for (int64_t n : {64, 65, 83}) check_against_scalar(t, 32 * 18, 5, n, *k);
+      check_against_scalar(t, 32 * 8 * 281, 3, 3, *k);
+    }
+}
+
 }  // namespace
 }  // namespace kvstash
 

@@ -8,7 +8,9 @@
 
 #include "kvstash/error.h"
 #include "kvstash/kernels.h"
+#include "tensor/avx512_util.h"
 #include "tensor/kernels_impl.h"
+#include "tensor/q32_avx512.h"
 
 namespace kvstash {
 
@@ -72,7 +74,46 @@ __attribute__((target("avx2,fma,f16c"))) float quantize_block_q8_avx2(const floa
   return d;
 }
 
+// The same block with AVX-512: the operations of quantize_block_q8_avx2 on 16 lanes (two
+// registers per block); d and s convert with F16C, bit-identical to f32_to_f16 (f16_test.cc).
+KV_AVX512 float quantize_block_q8_avx512(const float* x, uint16_t* d_out, int8_t* qs, int* sum_out) {
+  const __m512 v[2] = {_mm512_loadu_ps(x), _mm512_loadu_ps(x + 16)};
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1])));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  *d_out = uint16_t(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+  const __m512 vid = _mm512_set1_ps(id), one = _mm512_set1_ps(1.0f);
+  const __m512i sign_bit = _mm512_set1_epi32(int32_t(0x80000000u));
+  __m512i q[2];
+  for (int k = 0; k < 2; ++k) {
+    const __m512 p = _mm512_mul_ps(v[k], vid);
+    const __m512 t = _mm512_roundscale_ps(p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(p, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m512 step = _mm512_maskz_mov_ps(up, one);                                   // 1 or +0
+    const __m512 sign = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(p), sign_bit));
+    q[k] = _mm512_cvtps_epi32(_mm512_add_ps(t, _mm512_or_ps(step, sign)));  // t +- 1 or t + (+-0)
+  }
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), _mm512_cvtsepi32_epi8(q[0]));  // within [-127, 127]
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 16), _mm512_cvtsepi32_epi8(q[1]));
+  if (sum_out) *sum_out = _mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1]));
+  return d;
+}
+
+KV_AVX512 void quantize_row_q8_1_avx512(const float* x, BlockQ8_1* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    int sum = 0;
+    const float d = quantize_block_q8_avx512(x + kQK * i, &y[i].d, y[i].qs, &sum);
+    y[i].s = uint16_t(_cvtss_sh(float(sum) * d, _MM_FROUND_TO_NEAREST_INT));
+  }
+}
+
 }  // namespace
+
+void detail::quantize_q8_0_avx512(const float* x, BlockQ8_0* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) quantize_block_q8_avx512(x + kQK * i, &y[i].d, y[i].qs, nullptr);
+}
+
+void detail::quantize_q8_1_avx512(const float* x, BlockQ8_1* y, int64_t nb) { quantize_row_q8_1_avx512(x, y, nb); }
 
 void detail::quantize_q8_0_scalar(const float* x, BlockQ8_0* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) quantize_block_q8(x + kQK * i, &y[i].d, y[i].qs);

@@ -101,6 +101,33 @@ KV_AVX2 inline __m256i isum_q8_0(const BlockQ8_0& x, const BlockQ8_0& y) {
   return _mm256_add_epi32(p0, p1);
 }
 
+// q5_0 / q5_1: the 32 fifth bits of qh (bit l belongs to element l) as 0x10 or 0 per byte.
+// Each byte picks the qh byte holding its bit (byte l / 8), keeps bit l % 8, and the compare turns
+// a set bit into 0xFF.
+KV_AVX2 inline __m256i q5_high_bits(const uint8_t qh[4]) {
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(load_i32(qh)),
+      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+}
+// The unsigned 5-bit quants (0..31) of a q5_0 / q5_1 block, element order.
+KV_AVX2 inline __m256i q5_quants(const uint8_t qh[4], const uint8_t qs[16]) {
+  return _mm256_or_si256(nibbles32(qs), q5_high_bits(qh));
+}
+// (q - 16) * a = q * a - 16 * a; maddubs pairs stay within 2 * 31 * 128 and 2 * 16 * 128, and
+// their difference within int16.
+KV_AVX2 inline __m256i isum_q5_0(const BlockQ5_0& x, const BlockQ8_0& y) {
+  const __m256i a = load256(y.qs);
+  const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q5_quants(x.qh, x.qs), a),
+                                     _mm256_maddubs_epi16(_mm256_set1_epi8(16), a));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+KV_AVX2 inline __m256i isum_q5_1(const BlockQ5_1& x, const BlockQ8_1& y) {
+  const __m256i p = _mm256_maddubs_epi16(q5_quants(x.qh, x.qs), load256(y.qs));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
 // 32-element block types: 8 blocks per step, block b + k in lane k. A last group of count < 8
 // blocks runs the same step (zero sums and repeated scales past the end) and then keeps the
 // old value of lanes count..7.
@@ -137,6 +164,9 @@ KV_AVX2 float dot_blocks(const void* w, const void* a, int64_t nb) {
 constexpr auto dot_q4_0 = dot_blocks<BlockQ4_0, BlockQ8_0, isum_q4_0, step_q8>;
 constexpr auto dot_q4_1 = dot_blocks<BlockQ4_1, BlockQ8_1, isum_q4_1, step_q4_1>;
 constexpr auto dot_q8_0 = dot_blocks<BlockQ8_0, BlockQ8_0, isum_q8_0, step_q8>;
+// q5_0's step reads only d (the low half of its first 4 bytes; the high half is qh).
+constexpr auto dot_q5_0 = dot_blocks<BlockQ5_0, BlockQ8_0, isum_q5_0, step_q8>;
+constexpr auto dot_q5_1 = dot_blocks<BlockQ5_1, BlockQ8_1, isum_q5_1, step_q4_1>;
 
 // k-quants: a row has few super-blocks, so the float step stays per block (fma_k / fma_q6_K).
 // sum_j sc_j * (quants of sub-block j . activations), 64 elements (two sub-blocks) per step.
@@ -304,8 +334,8 @@ KV_AVX2 void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) {
 const KernelTable kAvx2Kernels = {
     .dot_q4_0 = dot_q4_0,
     .dot_q4_1 = dot_q4_1,
-    .dot_q5_0 = dot_q5_0_scalar,
-    .dot_q5_1 = dot_q5_1_scalar,
+    .dot_q5_0 = dot_q5_0,
+    .dot_q5_1 = dot_q5_1,
     .dot_q8_0 = dot_q8_0,
     .dot_q4_K = dot_q4_K,
     .dot_q5_K = dot_q5_K,
@@ -320,6 +350,8 @@ const KernelTable kAvx2Kernels = {
     .quantize_q8_1 = quantize_q8_1_avx2,
     .mm_q4_0 = matmul_q4_0_avx2,
     .mm_q4_1 = matmul_q4_1_avx2,
+    .mm_q5_0 = matmul_q5_0_avx2,
+    .mm_q5_1 = matmul_q5_1_avx2,
     .mm_q8_0 = matmul_q8_0_avx2,
     .attention_scores_f16 = attention_scores_f16_avx2,
     .attention_values_f16 = attention_values_f16_avx2,

@@ -25,7 +25,12 @@ const Kernels& scalar() { return Kernels::at(SimdLevel::Scalar); }
 std::vector<int64_t> lengths_for(DType t) {
   const int64_t bs = dtype_info(t).block_size;
   if (bs == 1) return {1, 7, 8, 9, 63, 64, 576, 1000, 1536};
-  if (bs == 32) return {32, 64, 96, 256, 288, 544, 576, 1536};  // 1..48 blocks, incl. 17, 18
+  if (bs == 32) {  // 1..35 blocks (every tail of 8- and 16-block groups, twice over), 48, 64
+    std::vector<int64_t> ns;
+    for (int64_t b = 1; b <= 35; ++b) ns.push_back(32 * b);
+    for (int64_t b : {48, 64}) ns.push_back(32 * b);
+    return ns;
+  }
   return {256, 512, 768, 1536, 2304, 4352};                     // 1, 2, 3, 6, 9, 17 blocks
 }
 
