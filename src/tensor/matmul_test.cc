@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "kvstash/kernels.h"
+#include "tensor/float_kernels.h"
 #include "tensor/kernel_test_util.h"
 
 namespace kvstash {
@@ -15,8 +16,12 @@ namespace {
 using testing::bits;
 using testing::every_level;
 
+std::vector<uint8_t> random_float_rows(DType t, int64_t cols, int64_t rows, std::mt19937& rng);
+
 // Random weights of type t (sane f16 scales), quantized activations from random floats.
 std::vector<uint8_t> random_weights(DType t, int64_t cols, int64_t rows, std::mt19937& rng) {
+  // Float rows: finite values (random bytes hold NaNs, whose payloads depend on fma operand order).
+  if (dtype_info(t).block_size == 1) return random_float_rows(t, cols, rows, rng);
   std::vector<float> x(size_t(cols * rows));
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (float& v : x) v = normal(rng);
@@ -131,6 +136,95 @@ TEST(QuantizeActivations, EverySimdLevelWritesScalarBytes) {
       ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0)
           << k->name() << " " << dtype_name(uint32_t(t)) << " rep " << rep;
     }
+  }
+}
+
+}  // namespace
+}  // namespace kvstash
+
+namespace kvstash {
+namespace {
+
+// Float weight rows (f32 / f16 / bf16, f32 activations): matmul_rows at every level gives the
+// scalar vec_dot's bits, for row counts that are not a multiple of any tile, 1..17 tokens, rows
+// of any length (tails of 1..7 elements), and the column-panel path (many tokens x long rows).
+std::vector<uint8_t> random_float_rows(DType t, int64_t cols, int64_t rows, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<uint8_t> w(row_bytes(t, cols) * size_t(rows));
+  for (int64_t i = 0; i < cols * rows; ++i) {
+    const float v = normal(rng);
+    if (t == DType::F32) std::memcpy(&w[size_t(4 * i)], &v, 4);
+    const uint16_t h = t == DType::F16 ? f32_to_f16(v) : uint16_t(bits(v) >> 16);
+    if (t != DType::F32) std::memcpy(&w[size_t(2 * i)], &h, 2);
+  }
+  return w;
+}
+
+void check_float(DType t, int64_t cols, int64_t rows, int64_t n) {
+  std::mt19937 rng(uint32_t(cols * 131 + rows * 7 + n));
+  const std::vector<uint8_t> w = random_float_rows(t, cols, rows, rng);
+  std::vector<float> x(size_t(cols * n));
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (float& v : x) v = normal(rng);
+  const size_t ws = row_bytes(t, cols), as = size_t(cols) * sizeof(float);
+  const Kernels& scalar = Kernels::at(SimdLevel::Scalar);
+  std::vector<float> ref(size_t(rows * n));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < n; ++i)
+      ref[size_t(i * rows + r)] = scalar.vec_dot(t, cols, &w[size_t(r) * ws], &x[size_t(i * cols)]);
+  for (const Kernels* k : every_level()) {
+    std::vector<float> out(size_t(rows * n), -1.0f);
+    const int64_t mid = rows / 3;  // two calls over a split row range, as threads do
+    k->matmul_rows(t, cols, w.data(), ws, 0, mid, x.data(), as, n, out.data(), rows);
+    k->matmul_rows(t, cols, w.data(), ws, mid, rows, x.data(), as, n, out.data(), rows);
+    for (size_t e = 0; e < out.size(); ++e)
+      ASSERT_EQ(bits(out[e]), bits(ref[e])) << k->name() << " " << dtype_name(uint32_t(t)) << " cols " << cols
+                                            << " rows " << rows << " n " << n << " row " << e % size_t(rows)
+                                            << " token " << e / size_t(rows);
+  }
+}
+
+TEST(MatmulRows, FloatTypesGiveScalarVecDotBits) {
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+    for (int64_t cols : {1, 7, 8, 9, 15, 16, 17, 24, 63, 100, 576, 1000})
+      for (int64_t n = 1; n <= 17; ++n) check_float(t, cols, 13, n);
+    for (int64_t rows : {1, 2, 3, 17, 33}) check_float(t, 40, rows, 5);
+    check_float(t, 1000, 21, 70);  // two token blocks, one pass over the rows
+    check_float(t, 4100, 19, 17);  // column panels, a 4-element tail in the last one
+    check_float(t, 1100, 70, 70);  // column panels, two row blocks, two token blocks
+  }
+}
+
+// The AVX-512 element-wise row helpers, called directly (the AVX-512 table keeps AVX2's axpy_f16
+// and f16_to_f32_row, kernels_avx512.cc): scalar bits for every length 0..100 and a few long
+// ones, nothing written past the end.
+TEST(FloatRowsAvx512, ElementwiseHelpersGiveScalarBits) {
+  if (Kernels::best_level() < SimdLevel::AVX512) GTEST_SKIP() << "CPU lacks AVX-512";
+  const Kernels& scalar = Kernels::at(SimdLevel::Scalar);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<int64_t> lengths;
+  for (int64_t n = 0; n <= 100; ++n) lengths.push_back(n);
+  for (int64_t n : {255, 256, 257, 1000, 1536}) lengths.push_back(n);
+  for (int64_t n : lengths) {
+    const size_t len = static_cast<size_t>(n);
+    std::vector<float> a(len), y0(len), y1(len + 1, 7.0f);  // y1[n], h1[n]: must stay
+    std::vector<uint16_t> h(len), h0(len), h1(len + 1, 0x1234);
+    for (size_t i = 0; i < a.size(); ++i) a[i] = normal(rng), h[i] = f32_to_f16(normal(rng)), y0[i] = y1[i] = normal(rng);
+    const float alpha = normal(rng);
+    scalar.axpy_f16(alpha, h.data(), y0.data(), n);
+    detail::axpy_f16_avx512(alpha, h.data(), y1.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(bits(y0[size_t(i)]), bits(y1[size_t(i)])) << "axpy_f16 " << n << " " << i;
+    ASSERT_EQ(y1[size_t(n)], 7.0f) << "axpy_f16 wrote past " << n;
+    scalar.f16_to_f32_row(h.data(), y0.data(), n);
+    y1[size_t(n)] = 7.0f;
+    detail::f16_to_f32_row_avx512(h.data(), y1.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(bits(y0[size_t(i)]), bits(y1[size_t(i)])) << "f16_to_f32_row " << n;
+    ASSERT_EQ(y1[size_t(n)], 7.0f) << "f16_to_f32_row wrote past " << n;
+    scalar.f32_to_f16_row(a.data(), h0.data(), n);
+    detail::f32_to_f16_row_avx512(a.data(), h1.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(h0[size_t(i)], h1[size_t(i)]) << "f32_to_f16_row " << n;
+    ASSERT_EQ(h1[size_t(n)], 0x1234) << "f32_to_f16_row wrote past " << n;
   }
 }
 

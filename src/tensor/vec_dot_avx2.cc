@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "tensor/avx2_util.h"
+#include "tensor/float_kernels.h"
 #include "tensor/kernels_impl.h"
 
 
@@ -353,6 +354,9 @@ const KernelTable kAvx2Kernels = {
     .mm_q5_0 = matmul_q5_0_avx2,
     .mm_q5_1 = matmul_q5_1_avx2,
     .mm_q8_0 = matmul_q8_0_avx2,
+    .mm_f32 = matmul_f32_avx2,
+    .mm_f16 = matmul_f16_avx2,
+    .mm_bf16 = matmul_bf16_avx2,
     .attention_scores_f16 = attention_scores_f16_avx2,
     .attention_values_f16 = attention_values_f16_avx2,
 };
