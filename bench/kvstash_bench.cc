@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "kvstash/engine.h"
+#include "kvstash/kernels.h"
 #include "kvstash/model.h"
 
 using namespace kvstash;
@@ -91,10 +92,10 @@ int main(int argc, char** argv) {
         "{\"engine\": \"kvstash\", \"threads\": %d, \"n_prompt\": %lld, \"n_decode\": %lld, "
         "\"load_s\": %.4f, \"prefill_s\": %.6f, \"prefill_tokens_per_s\": %.3f, \"decode_s\": %.6f, "
         "\"decode_tokens_per_s\": %.3f, \"weight_bytes_per_token\": %zu, \"maxrss_kb\": %ld, "
-        "\"last_token\": %d}\n",
+        "\"last_token\": %d, \"simd\": \"%s\"}\n",
         engine.n_threads(), (long long)n_prefill, (long long)n_decode, load_s, prefill_s,
         double(n_prefill) / prefill_s, decode_s, n_decode > 0 ? double(n_decode) / decode_s : 0.0,
-        weight_bytes, ru.ru_maxrss, next);
+        weight_bytes, ru.ru_maxrss, next, Kernels::active().name());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kvstash_bench: %s\n", e.what());
     return 1;

@@ -55,6 +55,7 @@ def main():
         "load_s": load_s, "prefill_s": prefill_s, "prefill_tokens_per_s": a.prefill / prefill_s,
         "decode_s": decode_s, "decode_tokens_per_s": a.decode / decode_s if a.decode else 0.0,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "last_token": nxt,
+        "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
     }))
 
 

@@ -9,6 +9,10 @@ if ! .venv-test/bin/python -c "import numpy, safetensors, xxhash" 2>/dev/null; t
   .venv-test/bin/pip install --quiet numpy safetensors xxhash
 fi
 export KVSTASH_TEST_PYTHON="$PWD/.venv-test/bin/python"
+# The synthetic Llama-3.2-1B-shaped Q4_K_M model and llama.cpp's logits on it (docs/synthetic-models.md;
+# the first run compiles llama.cpp into .venv-ref), which SyntheticModel.* compare with kvstash's.
+bash scripts/make_synthetic_model.sh --shape 1b --quant q4_k_m >/dev/null
+export KVSTASH_REQUIRE_SYNTHETIC=1
 ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 1800
 # ASan+UBSan tests and bounded fuzzing (scripts/sanitize_and_fuzz.sh); KVSTASH_SKIP_SANITIZE=1 skips.
 if [ "${KVSTASH_SKIP_SANITIZE:-0}" != 1 ]; then bash scripts/sanitize_and_fuzz.sh; fi
