@@ -3,6 +3,7 @@
 #include "tensor/float_kernels.h"
 #include "tensor/kernels_impl.h"
 #include "tensor/q32_avx512.h"
+#include "tensor/kquant_kernels.h"
 
 namespace kvstash::detail {
 
@@ -30,6 +31,12 @@ const KernelTable& avx512_kernels() {
     t.mm_f32 = matmul_f32_avx512;
     t.mm_f16 = matmul_f16_avx512;
     t.mm_bf16 = matmul_bf16_avx512;
+    t.dot_q4_K = dot_q4_K_avx512;
+    t.dot_q5_K = dot_q5_K_avx512;
+    t.dot_q6_K = dot_q6_K_avx512;
+    t.mm_q4_K = matmul_q4_K_avx512;
+    t.mm_q5_K = matmul_q5_K_avx512;
+    t.mm_q6_K = matmul_q6_K_avx512;
     return t;
   }();
   return table;

@@ -148,6 +148,7 @@ struct KernelTable {
   void (*f32_to_f16_row)(const float* src, uint16_t* dst, int64_t n);
   void (*quantize_q8_0)(const float* x, BlockQ8_0* y, int64_t nb);
   void (*quantize_q8_1)(const float* x, BlockQ8_1* y, int64_t nb);
+  void (*quantize_q8_K)(const float* x, BlockQ8_K* y, int64_t nb);
   // Tiled matrix products per weight type, nullptr if none (the generic vec_dot loop runs).
   MatmulFn mm_q4_0 = nullptr, mm_q4_1 = nullptr, mm_q5_0 = nullptr, mm_q5_1 = nullptr, mm_q8_0 = nullptr,
            mm_q4_K = nullptr, mm_q5_K = nullptr, mm_q6_K = nullptr, mm_f32 = nullptr, mm_f16 = nullptr,
@@ -187,6 +188,8 @@ void quantize_q8_0_scalar(const float* x, BlockQ8_0* y, int64_t nb);
 void quantize_q8_1_scalar(const float* x, BlockQ8_1* y, int64_t nb);
 void quantize_q8_0_avx2(const float* x, BlockQ8_0* y, int64_t nb);
 void quantize_q8_1_avx2(const float* x, BlockQ8_1* y, int64_t nb);
+void quantize_q8_K_scalar(const float* x, BlockQ8_K* y, int64_t nb);
+void quantize_q8_K_avx2(const float* x, BlockQ8_K* y, int64_t nb);
 // AVX2 attention kernels (attention_avx2.cc).
 bool attention_scores_f16_avx2(const float* q, const uint16_t* rows, int64_t n, int64_t dim,
                                float scale, float* scores);

@@ -31,7 +31,7 @@ std::vector<uint8_t> random_weights(DType t, int64_t cols, int64_t rows, std::mt
   const int bs = int(dtype_info(t).block_size), bb = int(row_bytes(t, bs));
   for (size_t off = 0; off < w.size(); off += size_t(bb)) {  // scale fields: small finite f16
     const uint16_t d = f32_to_f16(0.01f + 0.001f * float(byte(rng))), m = f32_to_f16(-0.05f * float(byte(rng)) / 255.0f);
-    std::memcpy(&w[off], &d, 2);
+    std::memcpy(&w[off + (t == DType::Q6_K ? 208 : 0)], &d, 2);  // q6_K's d is its last field
     if (t == DType::Q4_1 || t == DType::Q5_1) std::memcpy(&w[off + 2], &m, 2);
   }
   return w;
@@ -226,6 +226,108 @@ TEST(FloatRowsAvx512, ElementwiseHelpersGiveScalarBits) {
     for (int64_t i = 0; i < n; ++i) ASSERT_EQ(h0[size_t(i)], h1[size_t(i)]) << "f32_to_f16_row " << n;
     ASSERT_EQ(h1[size_t(n)], 0x1234) << "f32_to_f16_row wrote past " << n;
   }
+}
+
+// k-quant weights: random quant and scale bytes, small finite f16 factors (d, dmin; q6_K's d is
+// the block's last field).
+std::vector<uint8_t> random_kquant_rows(DType t, int64_t cols, int64_t rows, std::mt19937& rng) {
+  std::vector<uint8_t> w(row_bytes(t, cols) * size_t(rows));
+  for (auto& b : w) b = uint8_t(rng());
+  const size_t bb = row_bytes(t, 256);
+  std::uniform_real_distribution<float> u(-0.1f, 0.1f);
+  for (size_t off = 0; off < w.size(); off += bb)
+    for (size_t f : t == DType::Q6_K ? std::vector<size_t>{208} : std::vector<size_t>{0, 2}) {
+      const uint16_t h = f32_to_f16(u(rng));
+      std::memcpy(&w[off + f], &h, 2);
+    }
+  return w;
+}
+
+// q8_K activations: quantized random floats, or (fuzz) random bytes with a finite d, so that
+// qs holds -128 and bsums disagree with qs.
+std::vector<uint8_t> random_q8_K(int64_t cols, int64_t n, bool fuzz, std::mt19937& rng) {
+  const size_t as = row_bytes(DType::Q8_K, cols);
+  std::vector<uint8_t> act(as * size_t(n));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  if (fuzz) {
+    for (auto& b : act) b = uint8_t(rng());
+    for (size_t off = 0; off < act.size(); off += 292) {
+      const float d = 0.01f * normal(rng);
+      std::memcpy(&act[off], &d, 4);
+    }
+    return act;
+  }
+  std::vector<float> x(static_cast<size_t>(cols));
+  for (int64_t i = 0; i < n; ++i) {
+    for (float& v : x) v = normal(rng);
+    Kernels::at(SimdLevel::Scalar).quantize_activations(DType::Q6_K, x.data(), &act[size_t(i) * as], cols);
+  }
+  return act;
+}
+
+// The k-quant tiles (16-row panels at AVX-512, 8-row at AVX2; one token, 2..8 tokens and more
+// than 8 take different paths; token groups of 8 or 4 with tails): row counts and offsets off the
+// panel, token counts 1..20, 1..17 super-blocks; every element has the scalar vec_dot's bits.
+TEST(MatmulRows, KQuantTilesGiveScalarBits) {
+  const Kernels& scalar = Kernels::at(SimdLevel::Scalar);
+  for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K})
+    for (int64_t blocks : {1, 2, 3, 9, 17})
+      for (int64_t rows : {5, 16, 37})
+        for (int64_t n : {1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 17, 20}) {
+          const int64_t cols = 256 * blocks;
+          std::mt19937 rng(uint32_t(blocks * 1000 + rows * 37 + n));
+          const std::vector<uint8_t> w = random_kquant_rows(t, cols, rows, rng);
+          const std::vector<uint8_t> act = random_q8_K(cols, n, n % 2 == 1, rng);
+          const size_t ws = row_bytes(t, cols), as = row_bytes(DType::Q8_K, cols);
+          std::vector<float> ref(size_t(rows * n));
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t i = 0; i < n; ++i)
+              ref[size_t(i * rows + r)] = scalar.vec_dot(t, cols, &w[size_t(r) * ws], &act[size_t(i) * as]);
+          for (const Kernels* k : every_level()) {
+            std::vector<float> out(size_t(rows * n), -1.0f);
+            const int64_t mid = rows / 3;  // split like the engine's threads: an unaligned start
+            k->matmul_rows(t, cols, w.data(), ws, 0, mid, act.data(), as, n, out.data(), rows);
+            k->matmul_rows(t, cols, w.data(), ws, mid, rows, act.data(), as, n, out.data(), rows);
+            for (size_t i = 0; i < out.size(); ++i)
+              ASSERT_EQ(bits(out[i]), bits(ref[i])) << k->name() << " " << dtype_name(uint32_t(t)) << " blocks "
+                                                    << blocks << " rows " << rows << " n " << n << " row "
+                                                    << i % size_t(rows) << " token " << i / size_t(rows);
+          }
+        }
+}
+
+}  // namespace
+}  // namespace kvstash
+
+namespace kvstash {
+namespace {
+
+// q8_K activations (k-quant weights): every level writes the scalar bytes, also where several
+// elements share the largest magnitude with opposite signs (the first one sets the sign of d),
+// for all-zero blocks and for a subnormal largest element (the scale overflows to infinity).
+TEST(QuantizeActivations, Q8_KEdgeCasesGiveScalarBytes) {
+  std::mt19937 rng(12);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const Kernels* k : every_level())
+    for (int64_t blocks : {1, 3, 17})
+      for (int rep = 0; rep < 20; ++rep) {
+        const int64_t n = 256 * blocks;
+        std::vector<float> x(static_cast<size_t>(n));
+        for (float& v : x) v = normal(rng) * (rep % 4 == 3 ? 1e-3f : 1.0f);
+        if (rep % 5 == 1) {  // ties of |x|: -m before m, or m before -m
+          x[size_t(rng() % size_t(n))] = rep % 2 ? 9.0f : -9.0f;
+          x[size_t(rng() % size_t(n))] = rep % 2 ? -9.0f : 9.0f;
+        }
+        if (rep % 5 == 2) std::fill(x.begin(), x.begin() + 256, 0.0f);
+        if (rep % 5 == 3) {
+          std::fill(x.begin(), x.begin() + 256, 0.0f);
+          x[7] = -1e-40f, x[100] = 3e-41f;  // subnormals
+        }
+        std::vector<uint8_t> a(row_bytes(DType::Q8_K, n)), b(a.size());
+        Kernels::at(SimdLevel::Scalar).quantize_activations(DType::Q4_K, x.data(), a.data(), n);
+        k->quantize_activations(DType::Q4_K, x.data(), b.data(), n);
+        ASSERT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0) << k->name() << " blocks " << blocks << " rep " << rep;
+      }
 }
 
 }  // namespace

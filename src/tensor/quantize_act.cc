@@ -150,9 +150,12 @@ int nearest_int(float f) {
   return (i & 0x007FFFFF) - 0x00400000;
 }
 
-// q8_K: scale by -127 / (the element of largest magnitude), so that element becomes -127;
-// d = 1 / that scale (a float, possibly negative); bsums hold sums of 16 consecutive quants.
-void quantize_q8_K(const float* x, BlockQ8_K* y, int64_t nb) {
+}  // namespace
+
+// q8_K: scale by -127 / (the element of largest magnitude; the first one if several), so that
+// element becomes -127; d = 1 / that scale (a float, possibly negative); bsums hold sums of 16
+// consecutive quants.
+void detail::quantize_q8_K_scalar(const float* x, BlockQ8_K* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += kQKK) {
     float amax = 0.0f, max = 0.0f;
     for (int j = 0; j < kQKK; ++j)
@@ -176,7 +179,63 @@ void quantize_q8_K(const float* x, BlockQ8_K* y, int64_t nb) {
   }
 }
 
-}  // namespace
+// The same bytes with AVX2: max |x| is order-free and the first element reaching it is found by
+// comparison; iscale * x, the rounding constant and the bit extraction are nearest_int's own
+// operations per lane; int32 -> int8 keeps the low byte as the cast does (even for the huge
+// values a subnormal max would give), and bsums are summed from those bytes.
+__attribute__((target("avx2,fma,f16c"))) void detail::quantize_q8_K_avx2(const float* x, BlockQ8_K* y,
+                                                                         int64_t nb) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  for (int64_t i = 0; i < nb; ++i, x += kQKK) {
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < kQKK; k += 8) m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + k), abs_mask));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    BlockQ8_K& b = y[i];
+    if (amax == 0.0f) {
+      std::memset(&b, 0, sizeof b);
+      continue;
+    }
+    int first = 0;
+    for (int k = 0; k < kQKK; k += 8) {
+      const __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + k), abs_mask);
+      const int hit = _mm256_movemask_ps(_mm256_cmp_ps(a, _mm256_set1_ps(amax), _CMP_EQ_OQ));
+      if (hit) {
+        first = k + __builtin_ctz(unsigned(hit));
+        break;
+      }
+    }
+    const float iscale = -127.0f / x[first];
+    const __m256 vs = _mm256_set1_ps(iscale), magic = _mm256_set1_ps(12582912.0f);
+    const __m256i mant = _mm256_set1_epi32(0x007FFFFF), half = _mm256_set1_epi32(0x00400000);
+    const __m256i top = _mm256_set1_epi32(127), low_byte = _mm256_set1_epi32(0xFF);
+    __m256i sums[8];  // int32 sums of 4 quants: lanes 0-3 group 2k, lanes 4-7 group 2k + 1
+    for (int k = 0; k < 8; ++k) {
+      __m256i q[4];
+      for (int v = 0; v < 4; ++v) {
+        const __m256 f = _mm256_add_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(x + 32 * k + 8 * v)), magic);
+        const __m256i n = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(f), mant), half);
+        q[v] = _mm256_and_si256(_mm256_min_epi32(n, top), low_byte);
+      }
+      // bytes 0..255 pack without saturation; packs work per 128-bit lane, the permute restores order.
+      const __m256i p = _mm256_permutevar8x32_epi32(
+          _mm256_packus_epi16(_mm256_packus_epi32(q[0], q[1]), _mm256_packus_epi32(q[2], q[3])),
+          _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(b.qs + 32 * k), p);
+      sums[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
+    }
+    // hadd twice: lanes 0-3 hold groups 2k of four vectors, lanes 4-7 groups 2k + 1.
+    const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(sums[0], sums[1]), _mm256_hadd_epi32(sums[2], sums[3]));
+    const __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(sums[4], sums[5]), _mm256_hadd_epi32(sums[6], sums[7]));
+    const __m256i g = _mm256_packs_epi32(a, c);  // groups 0 2 4 .. 14 | 1 3 5 .. 15 (|sum| <= 2048)
+    const __m128i even = _mm256_castsi256_si128(g), odd = _mm256_extracti128_si256(g, 1);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(b.bsums), _mm_unpacklo_epi16(even, odd));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(b.bsums + 8), _mm_unpackhi_epi16(even, odd));
+    b.d = 1.0f / iscale;
+  }
+}
 
 DType activation_type(DType weight) {
   switch (weight) {
@@ -195,7 +254,7 @@ void Kernels::quantize_activations(DType weight, const float* x, void* dst, int6
   switch (at) {
     case DType::Q8_0: t_->quantize_q8_0(x, static_cast<BlockQ8_0*>(dst), nb); return;
     case DType::Q8_1: t_->quantize_q8_1(x, static_cast<BlockQ8_1*>(dst), nb); return;
-    case DType::Q8_K: quantize_q8_K(x, static_cast<BlockQ8_K*>(dst), nb); return;
+    case DType::Q8_K: t_->quantize_q8_K(x, static_cast<BlockQ8_K*>(dst), nb); return;
     default: std::memcpy(dst, x, size_t(n) * sizeof(float)); return;
   }
 }

@@ -12,6 +12,7 @@
 #include "tensor/avx2_util.h"
 #include "tensor/float_kernels.h"
 #include "tensor/kernels_impl.h"
+#include "tensor/kquant_kernels.h"
 
 
 namespace kvstash::detail {
@@ -349,11 +350,15 @@ const KernelTable kAvx2Kernels = {
     .f32_to_f16_row = f32_to_f16_row,
     .quantize_q8_0 = quantize_q8_0_avx2,
     .quantize_q8_1 = quantize_q8_1_avx2,
+    .quantize_q8_K = quantize_q8_K_avx2,
     .mm_q4_0 = matmul_q4_0_avx2,
     .mm_q4_1 = matmul_q4_1_avx2,
     .mm_q5_0 = matmul_q5_0_avx2,
     .mm_q5_1 = matmul_q5_1_avx2,
     .mm_q8_0 = matmul_q8_0_avx2,
+    .mm_q4_K = matmul_q4_K_avx2,
+    .mm_q5_K = matmul_q5_K_avx2,
+    .mm_q6_K = matmul_q6_K_avx2,
     .mm_f32 = matmul_f32_avx2,
     .mm_f16 = matmul_f16_avx2,
     .mm_bf16 = matmul_bf16_avx2,

@@ -171,6 +171,7 @@ const KernelTable kScalarKernels = {
     .f32_to_f16_row = f32_to_f16_row,
     .quantize_q8_0 = quantize_q8_0_scalar,
     .quantize_q8_1 = quantize_q8_1_scalar,
+    .quantize_q8_K = quantize_q8_K_scalar,
 };
 
 }  // namespace kvstash::detail
