@@ -57,8 +57,8 @@ class Kernels {
   float vec_dot(DType weight, int64_t n, const void* w_row, const void* act) const;
   // Rows [r0, r1) of a weight matrix (row r at w + r * w_stride bytes) times n activation rows
   // (activation t at act + t * act_stride bytes, from quantize_activations):
-  // out[t * out_stride + r] = vec_dot(weight, cols, row r, activation t), bit for bit. The AVX2
-  // path tiles several rows x several tokens for the 32-element block types, reusing each loaded
+  // out[t * out_stride + r] = vec_dot(weight, cols, row r, activation t), bit for bit. The SIMD
+  // levels tile several rows x several tokens for every weight type, reusing each loaded
   // weight block across tokens and each activation block across rows; every element still takes
   // vec_dot's float steps in vec_dot's order.
   void matmul_rows(DType weight, int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
