@@ -33,9 +33,11 @@ TEST(CliErrors, AnUnknownOrMissingSimdLevelIsAnError) {
   const testing::CommandResult bad = run("sse9");
   EXPECT_EQ(bad.exit_code, kInvalid);
   EXPECT_EQ(bad.out.rfind("kvstash: error: KVSTASH_SIMD=sse9", 0), 0u) << bad.out;
-  for (const char* level : {"avx2", "avx512"})  // the levels above this CPU's best
-    if (parse_simd_level(level, SimdLevel::AVX512) > Kernels::best_level())
+  for (const char* level : {"avx2", "avx512"}) {  // the levels above this CPU's best
+    if (parse_simd_level(level, SimdLevel::AVX512) > Kernels::best_level()) {
       EXPECT_EQ(run(level).exit_code, exit_code(ErrorKind::NotSupported)) << level;
+    }
+  }
 }
 
 TEST(CliErrors, UsageErrorsAreOneLineInvalidArgument) {

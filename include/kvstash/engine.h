@@ -69,14 +69,41 @@ class Engine {
  private:
   struct Scratch;
   static constexpr int64_t kGatherChunk = 256;  // tokens per pass while gathering attention (bounds scratch)
-  const float* forward_chunk(Sequence& seq, const Token* tokens, int64_t n, bool all_logits,
-                             std::vector<float>* attention, bool gather);
+  // Tokens per pass otherwise: bounds the scratch buffers (activations of every layer step) the
+  // way llama.cpp's micro-batch does; results do not depend on it (batch invariance).
+  static constexpr int64_t kMaxChunk = 512;
+  // Runs a forward pass over n new tokens. Writes the logits of every new token (all_logits) or
+  // of the last one to `logits`, or none if it is null.
+  void forward_chunk(Sequence& seq, const Token* tokens, int64_t n, float* logits, bool all_logits,
+                     std::vector<float>* attention, bool gather);
   void check_fits(const Sequence& seq, int64_t n) const;
   KeyRotator key_rotator() const;
-  void layer(int il, Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention, bool gather);
-  void attention(int il, Sequence& seq, int64_t first, int64_t n, std::vector<float>* attention, bool gather);
-  void matmul(const Weight& w, const float* x, int64_t n, float* out);
-  void matmul(const Weight* const* ws, float* const* outs, int count, const float* x, int64_t n);  // count <= 3
+
+  // The steps of a forward pass (engine.cc).
+  struct Product;
+  struct LayerPlan;
+  // Fixes each layer's products, activation buffers and work units, growing the buffers.
+  void plan(int64_t n, int64_t n_out, bool logits);
+  // Points the products at input buffers (one per activation type); need[b]: bytes buffer b needs.
+  void assign_inputs(Product* ps, int count, int64_t n, size_t need[3]) const;
+  uint8_t* act(const Product& p);  // its activation buffer
+  void quantize_input(const Product* ps, int count, const float* row, int64_t t);
+  void norm_input(const float* x, const float* weight, const Product* ps, int count, int64_t t);
+  // Row groups [b, e) of ps[0..count) one after the other; done(i, r0, r1) after rows [r0, r1)
+  // of product i, on the same thread.
+  template <class Done>
+  void product_rows(const Product* ps, int count, int64_t n, int64_t b, int64_t e, Done&& done);
+  void add_rows(int64_t n, int64_t r0, int64_t r1);  // x += xn on rows [r0, r1)
+  void store_rows(int il, Sequence& seq, int64_t first, int64_t t, bool key, int64_t e0, int64_t e1);
+  void qkv_rows(int il, Sequence& seq, int64_t first, int64_t n, int64_t b, int64_t e, bool fused_rope);
+  void rope_and_store(int il, Sequence& seq, int64_t first, int64_t t);
+  // Attention of KV head kvh's query heads for token t, p: scratch of group rows of seq.size();
+  // adds their probabilities (head order) to row_sum unless it is null.
+  void attend(int il, const Sequence& seq, int64_t first, int64_t t, int kvh, float* p, float* row_sum);
+  void attention_items(int il, Sequence& seq, int64_t first, std::vector<float>* attention, bool gather, int64_t b,
+                       int64_t e, int thread);
+  void fold_gathered(int il, Sequence& seq, int64_t first, int64_t n, int64_t b, int64_t e);
+  void ffn_units(int il, int64_t n, int64_t b, int64_t e, int thread);
 
   const Model& model_;
   ThreadPool& pool_;

@@ -76,6 +76,16 @@ class Kernels {
                             float scale, float* scores) const;
   void attention_values_f16(const float* p, const uint16_t* rows, int64_t n, int64_t dim,
                             float* out) const;
+  // Grouped-query attention: `heads` query heads sharing the same n cache rows. Head h reads its
+  // query at q + h * q_stride and writes its scores at scores + h * s_stride (values: reads its
+  // probabilities at p + h * p_stride, accumulates into out + h * out_stride). Bit for bit
+  // attention_scores_f16 / attention_values_f16 called head by head; the AVX2 path loads and
+  // converts each cache row once for all the heads.
+  void attention_scores_f16_group(const float* q, int64_t q_stride, int heads, const uint16_t* rows,
+                                  int64_t n, int64_t dim, float scale, float* scores,
+                                  int64_t s_stride) const;
+  void attention_values_f16_group(const float* p, int64_t p_stride, int heads, const uint16_t* rows,
+                                  int64_t n, int64_t dim, float* out, int64_t out_stride) const;
 
   void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) const;
   void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) const;

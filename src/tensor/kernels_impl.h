@@ -158,6 +158,12 @@ struct KernelTable {
                                float scale, float* scores) = nullptr;
   bool (*attention_values_f16)(const float* p, const uint16_t* rows, int64_t n, int64_t dim,
                                float* out) = nullptr;
+  // Grouped-query attention (Kernels::attention_*_f16_group), nullptr: head by head.
+  bool (*attention_scores_f16_group)(const float* q, int64_t q_stride, int heads, const uint16_t* rows,
+                                     int64_t n, int64_t dim, float scale, float* scores,
+                                     int64_t s_stride) = nullptr;
+  bool (*attention_values_f16_group)(const float* p, int64_t p_stride, int heads, const uint16_t* rows,
+                                     int64_t n, int64_t dim, float* out, int64_t out_stride) = nullptr;
 
   MatmulFn matmul_of(DType t) const {
     switch (t) {
@@ -195,6 +201,11 @@ bool attention_scores_f16_avx2(const float* q, const uint16_t* rows, int64_t n, 
                                float scale, float* scores);
 bool attention_values_f16_avx2(const float* p, const uint16_t* rows, int64_t n, int64_t dim,
                                float* out);
+// AVX2 grouped-query attention kernels (attention_group_avx2.cc).
+bool attention_scores_f16_group_avx2(const float* q, int64_t q_stride, int heads, const uint16_t* rows,
+                                     int64_t n, int64_t dim, float scale, float* scores, int64_t s_stride);
+bool attention_values_f16_group_avx2(const float* p, int64_t p_stride, int heads, const uint16_t* rows,
+                                     int64_t n, int64_t dim, float* out, int64_t out_stride);
 // The AVX2 tiled products (matmul_avx2.cc).
 void matmul_q4_0_avx2(int64_t cols, const void* w, size_t w_stride, int64_t r0, int64_t r1,
                       const void* act, size_t act_stride, int64_t n, float* out, int64_t out_stride);

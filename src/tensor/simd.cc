@@ -123,6 +123,23 @@ void Kernels::attention_values_f16(const float* p, const uint16_t* rows, int64_t
   for (int64_t j = 0; j < n; ++j) t_->axpy_f16(p[j], rows + j * dim, out, dim);
 }
 
+void Kernels::attention_scores_f16_group(const float* q, int64_t q_stride, int heads, const uint16_t* rows,
+                                         int64_t n, int64_t dim, float scale, float* scores,
+                                         int64_t s_stride) const {
+  if (t_->attention_scores_f16_group &&
+      t_->attention_scores_f16_group(q, q_stride, heads, rows, n, dim, scale, scores, s_stride))
+    return;
+  for (int h = 0; h < heads; ++h) attention_scores_f16(q + h * q_stride, rows, n, dim, scale, scores + h * s_stride);
+}
+
+void Kernels::attention_values_f16_group(const float* p, int64_t p_stride, int heads, const uint16_t* rows,
+                                         int64_t n, int64_t dim, float* out, int64_t out_stride) const {
+  if (t_->attention_values_f16_group &&
+      t_->attention_values_f16_group(p, p_stride, heads, rows, n, dim, out, out_stride))
+    return;
+  for (int h = 0; h < heads; ++h) attention_values_f16(p + h * p_stride, rows, n, dim, out + h * out_stride);
+}
+
 float Kernels::dot_f32_f16(const float* a, const uint16_t* b, int64_t n) const {
   return t_->dot_f32_f16(a, b, n);
 }

@@ -364,6 +364,8 @@ const KernelTable kAvx2Kernels = {
     .mm_bf16 = matmul_bf16_avx2,
     .attention_scores_f16 = attention_scores_f16_avx2,
     .attention_values_f16 = attention_values_f16_avx2,
+    .attention_scores_f16_group = attention_scores_f16_group_avx2,
+    .attention_values_f16_group = attention_values_f16_group_avx2,
 };
 
 }  // namespace kvstash::detail
