@@ -126,10 +126,10 @@ void save_state(const State& state, const std::string& path);
 // tensor 'k.3' (file corrupted)"). K/V of the result are views into the mapping (no copy).
 State load_state(const std::string& path);
 // load_state + restore in one pass over the K/V: every check of both (same kinds and messages), with
-// each K/V tensor's checksum verified as it is copied into seq's blocks rather than in a pass of
-// its own, layers split over `threads` when given. Returns the state (K/V views into the file's
-// mapping). A checksum mismatch, found while copying, leaves seq empty (the first corrupt tensor in
-// file order is named); every other error leaves it untouched.
+// each K/V tensor read with preadv straight into seq's blocks and its checksum verified there,
+// tensors split over `threads` when given. Returns the state (K/V views into the file's mapping).
+// A checksum mismatch or a read error leaves seq empty (the first corrupt tensor in file order is
+// named); every other error leaves it untouched.
 State load_state_into(const std::string& path, const Model& model, int64_t n_ctx, Sequence& seq,
                       ThreadPool* threads = nullptr);
 

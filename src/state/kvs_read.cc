@@ -39,9 +39,12 @@ struct Mapping {
   const uint8_t* data = nullptr;
   size_t size = 0;
   std::shared_ptr<const void> keep;  // unmaps when the last user goes
+  std::shared_ptr<const int> fd;     // kept open when asked for (closes when the last user goes)
 };
 
-Mapping map_file(const std::string& path) {
+// populate: fault every page in now (the reader hashes them all); otherwise pages are mapped as
+// they are read and the file stays open in `fd` for pread.
+Mapping map_file(const std::string& path, bool populate) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     throw Error(errno == ENOENT ? ErrorKind::NotFound : ErrorKind::IOError, path + ": cannot open: " + std::strerror(errno));
@@ -58,7 +61,7 @@ Mapping map_file(const std::string& path) {
   Mapping m;
   m.size = size_t(st.st_size);
   if (m.size > 0) {
-    void* p = ::mmap(nullptr, m.size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    void* p = ::mmap(nullptr, m.size, PROT_READ, MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
     if (p == MAP_FAILED) {
       const int err = errno;
       ::close(fd);
@@ -68,7 +71,14 @@ Mapping map_file(const std::string& path) {
     m.data = static_cast<const uint8_t*>(p);
     m.keep = std::shared_ptr<const void>(p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
   }
-  ::close(fd);
+  if (populate) {
+    ::close(fd);
+  } else {
+    m.fd = std::shared_ptr<const int>(new int(fd), [](const int* f) {
+      ::close(*f);
+      delete f;
+    });
+  }
   return m;
 }
 
@@ -230,7 +240,7 @@ State Reader::read(std::vector<kvs::DeferredChecksum>* deferred) {
     const auto sum = meta.find(kvs::kChecksumPrefix + t.name);
     if (sum == meta.end()) fail("missing checksum for tensor '" + t.name + "'");
     if (deferred && is_kv_tensor(t.name)) {
-      deferred->push_back({t.name, sum->second});
+      deferred->push_back({t.name, sum->second, data_start + t.begin, bytes});
       continue;
     }
     if (sum->second != kvs::hash_hex64(p, bytes)) fail("checksum mismatch in tensor '" + t.name + "' (file corrupted)");
@@ -296,14 +306,16 @@ void set_views(State& s, std::shared_ptr<const void> keep, std::vector<const uin
 }
 
 State load_state(const std::string& path) {
-  const Mapping m = map_file(path);
+  const Mapping m = map_file(path, true);
   return Reader(path, m).read();
 }
 
-State kvs::load_state_unverified_kv(const std::string& path, std::vector<DeferredChecksum>& deferred) {
-  const Mapping m = map_file(path);
-  deferred.clear();
-  return Reader(path, m).read(&deferred);
+kvs::UnverifiedKv kvs::open_unverified_kv(const std::string& path) {
+  const Mapping m = map_file(path, false);
+  UnverifiedKv u;
+  u.state = Reader(path, m).read(&u.sums);
+  u.fd = m.fd;
+  return u;
 }
 
 }  // namespace kvstash

@@ -1,6 +1,8 @@
 // The .kvs reader's entry point for load_state_into: every check of load_state except the K/V
-// tensors' checksums, which are handed to the caller to verify while it copies them.
+// tensors' checksums, which are handed to the caller to verify while it reads them.
 #pragma once
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -11,10 +13,18 @@ namespace kvstash::kvs {
 struct DeferredChecksum {
   std::string tensor;  // "k.3"
   std::string hex;     // xxh3-64 of its bytes as stored (hash_hex64)
+  uint64_t offset = 0, bytes = 0;  // where those bytes are in the file
 };
 
-// load_state, except that the checksums of k.* and v.* are not computed: deferred gets them, in
-// file order (k.0, v.0, k.1, ...). The caller must verify them before trusting the K/V views.
-State load_state_unverified_kv(const std::string& path, std::vector<DeferredChecksum>& deferred);
+// A .kvs file checked as load_state checks it, except that the K/V tensors are neither read nor
+// hashed: `state`'s K/V views point into a mapping that has not been read, and must not be used
+// before the caller has verified `sums` (k.0, v.0, k.1, ... in file order). `fd` is the same file,
+// open for reading the K/V with pread.
+struct UnverifiedKv {
+  State state;
+  std::vector<DeferredChecksum> sums;
+  std::shared_ptr<const int> fd;
+};
+UnverifiedKv open_unverified_kv(const std::string& path);
 
 }  // namespace kvstash::kvs
