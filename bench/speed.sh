@@ -16,9 +16,5 @@ for spec in 1b:q4_k_m 1b:q8_0 8b:q4_k_m 8b:q8_0; do  # also installs .venv-ref w
     bash scripts/make_synthetic_model.sh --shape "${spec%%:*}" --quant "${spec##*:}" >&2
   fi
 done
-if ! .venv-ref/bin/python -c "import llama_cpp" 2>/dev/null; then
-  echo "installing llama-cpp-python==0.3.36 into .venv-ref (compiles llama.cpp) ..." >&2
-  [ -x .venv-ref/bin/python ] || python3 -m venv .venv-ref
-  .venv-ref/bin/pip install --quiet numpy "llama-cpp-python==0.3.36"
-fi
-exec .venv-ref/bin/python bench/speed.py --build build-bench "$@"
+PY=$(bash scripts/ensure_ref_venv.sh)
+exec "$PY" bench/speed.py --build build-bench "$@"

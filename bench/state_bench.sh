@@ -32,7 +32,6 @@ LLAMA_OMP_WAIT_POLICY=${LLAMA_OMP_WAIT_POLICY:-passive}
 DOC=${DOC-docs/benchmarks.md}
 CONTINUATION=" And God said"
 OUT=bench/out/state
-VENV=.venv-ref
 START=$(date +%s)
 
 [ -f "$MODEL" ] || { echo "state_bench.sh: model $MODEL not found (run the set-up)" >&2; exit 1; }
@@ -43,13 +42,8 @@ cmake -S . -B "$BUILD_DIR" >/dev/null
 cmake --build "$BUILD_DIR" -j2 --target kvstash_state_bench kvstash >&2
 BENCH="$BUILD_DIR/kvstash_state_bench"
 
-echo "== llama-cpp-python ($VENV)" >&2
-if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  echo "installing llama-cpp-python==0.3.36 into $VENV (compiles llama.cpp, ~7 minutes)" >&2
-  "$VENV/bin/pip" install --quiet llama-cpp-python==0.3.36 >&2
-fi
-PY="$VENV/bin/python"
+echo "== llama-cpp-python (.venv-ref)" >&2
+PY=$(bash scripts/ensure_ref_venv.sh)
 
 mkdir -p "$OUT"
 bible -f gen1:1-20:18 | sed -E 's/^[A-Za-z0-9]+:[0-9]+ //' >"$OUT/kjv.txt"
