@@ -16,8 +16,6 @@ namespace kvstash::detail {
 
 namespace {
 
-#define KV_INLINE inline __attribute__((always_inline))
-
 // Accumulator m, or zeros past the last one.
 template <int m, int M>
 KV_AVX2 KV_INLINE __m256 at(const __m256 (&acc)[M]) {

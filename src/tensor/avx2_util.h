@@ -7,6 +7,8 @@
 #include <cstring>
 
 #define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
+// For helpers that must inline into the kernels' loops (GCC declines some larger ones at -O2).
+#define KV_INLINE inline __attribute__((always_inline))
 
 namespace kvstash::detail {
 

@@ -101,9 +101,8 @@ inline int32_t q6k_offset_sum(const BlockQ6_K& w, const BlockQ8_K& a) {  // 32 *
 }
 
 // Float steps, one helper per block type, taking the block's f16 fields already as f32 (the
-// scalar path converts with f16_to_f32, AVX2 with F16C: the same values). The scalar path and
-// the AVX2 k-quant kernels call these; the AVX2 32-block kernels do the same operations for
-// eight lanes at once.
+// scalar path converts with f16_to_f32, AVX2 with F16C: the same values). The scalar path calls
+// these; the SIMD dot products do the same operations for eight lanes (blocks) at once.
 inline void fma_q8(float& lane, float dw, float dx, int32_t isum) {  // q4_0, q8_0
   lane = std::fma(dw * dx, float(isum), lane);
 }

@@ -19,13 +19,6 @@ namespace kvstash::detail {
 
 namespace {
 
-KV_AVX2 inline int32_t hsum_i32(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
-
 // The first 4 bytes of 8 consecutive blocks (stride bytes apart) as int32 lanes: the f16 scale
 // d in the low half, and for q4_1 / q8_1 the second f16 field (m or s) in the high half.
 KV_AVX2 inline __m128i heads4(const uint8_t* p, size_t s0, size_t s1, size_t s2, size_t s3) {
@@ -48,6 +41,12 @@ KV_AVX2 inline __m256i heads_partial(const void* blocks, size_t stride, int coun
                s3 = std::min(3 * stride, last), s4 = std::min(4 * stride, last),
                s5 = std::min(5 * stride, last), s6 = std::min(6 * stride, last);
   return _mm256_set_m128i(heads4(p, s4, s5, s6, last), heads4(p, 0, s1, s2, s3));
+}
+
+// Lanes 0..count-1 of next, the others of acc.
+KV_AVX2 inline __m256 first_lanes(__m256 next, __m256 acc, int count) {
+  const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_blendv_ps(acc, next, _mm256_castsi256_ps(keep));
 }
 
 // a and b hold 8 f16 bit patterns each in the low 16 bits of their int32 lanes (high bits zero).
@@ -154,9 +153,7 @@ KV_AVX2 float dot_blocks(const void* w, const void* a, int64_t nb) {
     const __m256 isum = _mm256_cvtepi32_ps(hsum8_i32(s));
     const __m256 next = Step(acc, heads_partial(x + b, sizeof(WB), count),
                              heads_partial(y + b, sizeof(AB), count), isum);
-    const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(count),
-                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    acc = _mm256_blendv_ps(acc, next, _mm256_castsi256_ps(keep));
+    acc = first_lanes(next, acc, count);
   }
   alignas(32) float lane[8];
   _mm256_store_ps(lane, acc);
@@ -170,26 +167,35 @@ constexpr auto dot_q8_0 = dot_blocks<BlockQ8_0, BlockQ8_0, isum_q8_0, step_q8>;
 constexpr auto dot_q5_0 = dot_blocks<BlockQ5_0, BlockQ8_0, isum_q5_0, step_q8>;
 constexpr auto dot_q5_1 = dot_blocks<BlockQ5_1, BlockQ8_1, isum_q5_1, step_q4_1>;
 
-// k-quants: a row has few super-blocks, so the float step stays per block (fma_k / fma_q6_K).
-// sum_j sc_j * (quants of sub-block j . activations), 64 elements (two sub-blocks) per step.
-KV_AVX2 int32_t isum_q4_K(const BlockQ4_K& x, const BlockQ8_K& y, const uint8_t sc[8]) {
+// k-quants: as in dot_blocks, the integer sums of 8 blocks reduce together (hsum8_i32) and their
+// float steps (fma_k / fma_q6_K's ops, lane-wise) run as one vector.
+
+// p (int16 products) times scale j of s (k4_scales's bytes in both halves), as int32.
+KV_AVX2 KV_INLINE __m256i scaled(__m256i p, __m256i s, int j) {
+  return _mm256_madd_epi16(p, _mm256_shuffle_epi8(s, _mm256_set1_epi32(w16(j))));
+}
+
+// sum_j sc_j * (quants of sub-block j . activations) as 8 lanes, 64 elements (two sub-blocks)
+// per step.
+KV_AVX2 KV_INLINE __m256i isum_k(const BlockQ4_K& x, const BlockQ8_K& y, __m256i s) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 4
   for (int c = 0; c < 4; ++c) {
     const __m256i q = load256(x.qs + 32 * c);
     const __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(q, m4), load256(y.qs + 64 * c));
     const __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
                                             load256(y.qs + 64 * c + 32));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
+    acc = _mm256_add_epi32(acc, _mm256_add_epi32(scaled(p0, s, 2 * c), scaled(p1, s, 2 * c + 1)));
   }
-  return hsum_i32(acc);
+  return acc;
 }
 
-KV_AVX2 int32_t isum_q5_K(const BlockQ5_K& x, const BlockQ8_K& y, const uint8_t sc[8]) {
+KV_AVX2 KV_INLINE __m256i isum_k(const BlockQ5_K& x, const BlockQ8_K& y, __m256i s) {
   const __m256i m4 = _mm256_set1_epi8(0x0F), b4 = _mm256_set1_epi8(0x10);
   const __m256i qh = load256(x.qh);
   __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 4
   for (int c = 0; c < 4; ++c) {
     const __m256i q = load256(x.qs + 32 * c);
     const __m256i bit0 = _mm256_set1_epi8(char(1 << (2 * c)));
@@ -200,10 +206,9 @@ KV_AVX2 int32_t isum_q5_K(const BlockQ5_K& x, const BlockQ8_K& y, const uint8_t 
     const __m256i u1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
     const __m256i p0 = _mm256_maddubs_epi16(u0, load256(y.qs + 64 * c));
     const __m256i p1 = _mm256_maddubs_epi16(u1, load256(y.qs + 64 * c + 32));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
+    acc = _mm256_add_epi32(acc, _mm256_add_epi32(scaled(p0, s, 2 * c), scaled(p1, s, 2 * c + 1)));
   }
-  return hsum_i32(acc);
+  return acc;
 }
 
 // Bits Shift..Shift+1 of each qh byte, moved to bits 4..5 (the top of a 6-bit quant).
@@ -213,63 +218,95 @@ KV_AVX2 inline __m256i q6_high(__m256i qh) {
   return _mm256_slli_epi16(two, 4);
 }
 
-// sum_g sc_g * (unsigned 6-bit quants of group g . activations); 16-element groups.
-KV_AVX2 int32_t isum_q6_K(const BlockQ6_K& x, const BlockQ8_K& y) {
+// sum_g sc_g * (unsigned 6-bit quants of group g . activations) as 8 lanes; 16-element groups.
+KV_AVX2 KV_INLINE __m256i isum_q6_K(const BlockQ6_K& x, const BlockQ8_K& y) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 2
   for (int h = 0; h < 2; ++h) {
     const __m256i ql0 = load256(x.ql + 64 * h), ql1 = load256(x.ql + 64 * h + 32);
     const __m256i qh = load256(x.qh + 32 * h);
+    // groups 8h..8h+7 as int16 in both 128-bit halves
+    const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_loadl_epi64(
+        reinterpret_cast<const __m128i*>(x.scales + 8 * h))));
     const __m256i u[4] = {
         _mm256_or_si256(_mm256_and_si256(ql0, m4), q6_high<0>(qh)),
         _mm256_or_si256(_mm256_and_si256(ql1, m4), q6_high<2>(qh)),
         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), q6_high<4>(qh)),
         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), q6_high<6>(qh)),
     };
+#pragma GCC unroll 4
     for (int k = 0; k < 4; ++k) {
-      const int g = 8 * h + 2 * k;  // groups g (bytes 0..15) and g + 1 (bytes 16..31)
-      const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(x.scales[g + 1]),
-                                          _mm_set1_epi16(x.scales[g]));
+      // groups 8h + 2k (bytes 0..15) and 8h + 2k + 1 (bytes 16..31): words 2k, 2k + 1 of sc
+      const int32_t lo = 4 * k | (4 * k + 1) << 8, hi = (4 * k + 2) | (4 * k + 3) << 8;
+      const __m256i pick = _mm256_setr_epi32(lo | lo << 16, lo | lo << 16, lo | lo << 16, lo | lo << 16,
+                                             hi | hi << 16, hi | hi << 16, hi | hi << 16, hi | hi << 16);
       const __m256i p = _mm256_maddubs_epi16(u[k], load256(y.qs + 128 * h + 32 * k));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, sc));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, pick)));
     }
   }
-  return hsum_i32(acc);
+  return acc;
+}
+KV_AVX2 KV_INLINE __m256i offset_terms(const BlockQ6_K& x, const BlockQ8_K& y) {  // sum: sum_g sc_g bsum_g
+  return _mm256_madd_epi16(_mm256_cvtepi8_epi16(load128(x.scales)), load256(y.bsums));
 }
 
-KV_AVX2 float dot_q4_K(const void* w, const void* a, int64_t nb) {
-  const BlockQ4_K* x = static_cast<const BlockQ4_K*>(w);
+template <class Block>
+KV_AVX2 float dot_k(const void* w, const void* a, int64_t nb) {
+  const Block* x = static_cast<const Block*>(w);
   const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
-  float lane[8] = {};
-  uint8_t sc[8], mn[8];
-  for (int64_t b = 0; b < nb; ++b) {
-    unpack_k4_scales(x[b].scales, sc, mn);
-    fma_k(lane[b % 8], _cvtsh_ss(x[b].d), _cvtsh_ss(x[b].dmin), y[b].d, isum_q4_K(x[b], y[b], sc),
-          q4k_min_sum(mn, y[b]));
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; b += 8) {
+    const int count = int(std::min<int64_t>(8, nb - b));
+    __m256i is[8], ms[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      is[j] = ms[j] = _mm256_setzero_si256();
+      if (j >= count) continue;
+      const __m256i s = _mm256_broadcastsi128_si256(k4_scales(x[b + j].scales));
+      is[j] = isum_k(x[b + j], y[b + j], s);
+      ms[j] = min_terms(s, y[b + j]);
+    }
+    const __m256i dd = heads_partial(x + b, sizeof(Block), count);  // d | dmin << 16
+    const __m256 dx = _mm256_castsi256_ps(heads_partial(y + b, sizeof(BlockQ8_K), count));
+    __m256 d, dmin;
+    f16_pairs_to_f32(low16(dd), _mm256_srli_epi32(dd, 16), d, dmin);
+    __m256 next = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(hsum8_i32(is)), acc);
+    next = _mm256_fmadd_ps(_mm256_xor_ps(_mm256_mul_ps(dmin, dx), _mm256_set1_ps(-0.0f)),
+                           _mm256_cvtepi32_ps(hsum8_i32(ms)), next);
+    acc = first_lanes(next, acc, count);
   }
+  alignas(32) float lane[8];
+  _mm256_store_ps(lane, acc);
   return reduce_lanes(lane);
 }
-
-KV_AVX2 float dot_q5_K(const void* w, const void* a, int64_t nb) {
-  const BlockQ5_K* x = static_cast<const BlockQ5_K*>(w);
-  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
-  float lane[8] = {};
-  uint8_t sc[8], mn[8];
-  for (int64_t b = 0; b < nb; ++b) {
-    unpack_k4_scales(x[b].scales, sc, mn);
-    fma_k(lane[b % 8], _cvtsh_ss(x[b].d), _cvtsh_ss(x[b].dmin), y[b].d, isum_q5_K(x[b], y[b], sc),
-          q4k_min_sum(mn, y[b]));
-  }
-  return reduce_lanes(lane);
-}
+constexpr auto dot_q4_K = dot_k<BlockQ4_K>;
+constexpr auto dot_q5_K = dot_k<BlockQ5_K>;
 
 KV_AVX2 float dot_q6_K(const void* w, const void* a, int64_t nb) {
   const BlockQ6_K* x = static_cast<const BlockQ6_K*>(w);
   const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
-  float lane[8] = {};
-  for (int64_t b = 0; b < nb; ++b)
-    fma_q6_K(lane[b % 8], _cvtsh_ss(x[b].d), y[b].d,
-             isum_q6_K(x[b], y[b]) - q6k_offset_sum(x[b], y[b]));
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; b += 8) {
+    const int count = int(std::min<int64_t>(8, nb - b));
+    __m256i is[8], os[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      is[j] = os[j] = _mm256_setzero_si256();
+      if (j >= count) continue;
+      is[j] = isum_q6_K(x[b + j], y[b + j]);
+      os[j] = offset_terms(x[b + j], y[b + j]);
+    }
+    const __m256i isum = _mm256_sub_epi32(hsum8_i32(is), _mm256_slli_epi32(hsum8_i32(os), 5));
+    // d is the block's last two bytes: the high half of the dword ending there
+    const __m256i dd = _mm256_srli_epi32(
+        heads_partial(reinterpret_cast<const uint8_t*>(&x[b].d) - 2, sizeof(BlockQ6_K), count), 16);
+    const __m256 d = _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(dd), _mm256_extracti128_si256(dd, 1)));
+    const __m256 dx = _mm256_castsi256_ps(heads_partial(y + b, sizeof(BlockQ8_K), count));
+    acc = first_lanes(_mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(isum), acc), acc, count);
+  }
+  alignas(32) float lane[8];
+  _mm256_store_ps(lane, acc);
   return reduce_lanes(lane);
 }
 
