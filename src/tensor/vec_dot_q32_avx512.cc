@@ -19,6 +19,12 @@ namespace kvstash::detail {
 namespace {
 
 constexpr int kGroup = 16;  // blocks per step
+// Decode streams the weights from memory once per token, and the hardware prefetcher alone leaves
+// one thread far below the memory's bandwidth. Each tile fetches the rows of a later tile: two
+// tiles ahead for narrow rows; for rows of kWideRow bytes or more (where that overflows L1) the
+// next tile, and the row loop fetches kPrefetchAhead bytes ahead in its rows. Measured: 1.4x
+// decode on the 1B Q8_0 model over two tiles ahead alone; narrow rows (SmolLM2) lose with it.
+constexpr size_t kPrefetchAhead = 1024, kWideRow = 2048;
 
 // Bytes [off, off + 16) of blocks m, 4 + m, 8 + m, 12 + m (stride bytes apart) in chunks 0..3; in a
 // partial group (Full false) the chunks of blocks at or past count stay zero.
@@ -168,7 +174,7 @@ KV_AVX512 inline float reduce8(__m256 v) {
 
 // R weight rows (w, w_stride apart) against one activation row; each activation group is loaded
 // once for the R rows. A last group of count < 16 blocks loads only its blocks.
-template <class F, int R>
+template <class F, int R, bool Ahead = false>
 KV_AVX512 void dot_rows(int64_t nb, const uint8_t* w, size_t w_stride, const void* act, float* out) {
   using WB = typename F::WB;
   const typename F::AB* y = static_cast<const typename F::AB*>(act);
@@ -176,6 +182,11 @@ KV_AVX512 void dot_rows(int64_t nb, const uint8_t* w, size_t w_stride, const voi
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   int64_t b = 0;
   for (; b + kGroup <= nb; b += kGroup) {
+    if constexpr (Ahead)
+      for (int r = 0; r < R; ++r) {
+        const char* q = reinterpret_cast<const char*>(w + size_t(r) * w_stride + size_t(b) * sizeof(WB));
+        for (size_t o = 0; o < kGroup * sizeof(WB); o += 64) _mm_prefetch(q + kPrefetchAhead + o, _MM_HINT_T0);
+      }
     ActGroup g;
     load_act<F, true>(y + b, kGroup, g);
 #pragma GCC unroll 4
@@ -205,12 +216,17 @@ KV_AVX512 void dot_rows_tiled(int64_t nb, const void* w, size_t w_stride, int64_
   const uint8_t* wb = static_cast<const uint8_t*>(w);
   const size_t row_bytes = size_t(nb) * sizeof(typename F::WB);
   int64_t r = 0;
+  const bool wide = row_bytes >= kWideRow;
+  const int64_t ahead = wide ? 4 : 8;  // rows (see kPrefetchAhead)
   for (; r + 4 <= rows; r += 4) {
-    // Weights stream from memory once per token: fetch the rows two tiles ahead.
-    if (r + 12 <= rows)
-      for (const uint8_t* p = wb + size_t(r + 8) * w_stride; p < wb + size_t(r + 11) * w_stride + row_bytes; p += 64)
+    if (r + ahead + 4 <= rows)
+      for (const uint8_t* p = wb + size_t(r + ahead) * w_stride; p < wb + size_t(r + ahead + 3) * w_stride + row_bytes;
+           p += 64)
         _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0);
-    dot_rows<F, 4>(nb, wb + size_t(r) * w_stride, w_stride, act, out + r);
+    if (wide)
+      dot_rows<F, 4, true>(nb, wb + size_t(r) * w_stride, w_stride, act, out + r);
+    else
+      dot_rows<F, 4>(nb, wb + size_t(r) * w_stride, w_stride, act, out + r);
   }
   for (; r < rows; ++r) dot_rows<F, 1>(nb, wb + size_t(r) * w_stride, w_stride, act, out + r);
 }
