@@ -39,8 +39,9 @@ std::vector<iovec> runs_of(Sequence& seq, int layer, bool key, int64_t slots) {
   return runs;
 }
 
-// Reads `sum`'s bytes from fd into `runs` (which cover exactly that many bytes).
-void read_runs(int fd, const kvs::DeferredChecksum& sum, std::vector<iovec>& runs, const std::string& path) {
+// Reads `sum`'s bytes from fd into `runs` (which cover exactly that many bytes; the copy is
+// consumed as reads complete).
+void read_runs(int fd, const kvs::DeferredChecksum& sum, std::vector<iovec> runs, const std::string& path) {
   uint64_t offset = sum.offset;
   for (size_t i = 0; i < runs.size();) {
     const int count = int(std::min<size_t>(runs.size() - i, IOV_MAX));
@@ -62,13 +63,12 @@ void read_runs(int fd, const kvs::DeferredChecksum& sum, std::vector<iovec>& run
 // Reads one tensor into the blocks and says whether its bytes hash to the stored checksum.
 bool read_and_verify(int fd, const kvs::DeferredChecksum& sum, Sequence& seq, int layer, bool key,
                      int64_t slots, const std::string& path) {
-  std::vector<iovec> runs = runs_of(seq, layer, key, slots);
-  const std::vector<iovec> where = runs;  // read_runs consumes its copy
+  const std::vector<iovec> runs = runs_of(seq, layer, key, slots);
   read_runs(fd, sum, runs, path);
   std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> st(XXH3_createState(), XXH3_freeState);
   if (!st) throw std::bad_alloc();
   XXH3_64bits_reset(st.get());
-  for (const iovec& r : where) XXH3_64bits_update(st.get(), r.iov_base, r.iov_len);
+  for (const iovec& r : runs) XXH3_64bits_update(st.get(), r.iov_base, r.iov_len);
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(XXH3_64bits_digest(st.get())));
   return sum.hex == hex;

@@ -118,6 +118,22 @@ inline void fma_q6_K(float& lane, float d, float dx, int32_t isum) {
   lane = std::fma(d * dx, float(isum), lane);
 }
 
+// Decode prefetch of the 32-element block types (matmul_avx2.cc, vec_dot_q32_avx512.cc). Decode
+// streams the weights from memory once per token, and the hardware prefetcher alone leaves one
+// thread far below the memory's bandwidth. Each tile of rows fetches the rows of a later tile: two
+// tiles ahead for narrow rows; for rows of kWideRow bytes or more (where that overflows L1) the
+// next tile, and the one-token loop also fetches kPrefetchAhead bytes ahead in its rows. Measured:
+// 1.4x decode on the 1B Q8_0 model over two tiles ahead alone; narrow rows (SmolLM2) lose with it.
+constexpr size_t kPrefetchAhead = 1024, kWideRow = 2048;
+inline bool wide_rows(size_t row_bytes) { return row_bytes >= kWideRow; }
+inline int64_t prefetch_distance(size_t row_bytes, int64_t tile_rows) {  // in rows
+  return wide_rows(row_bytes) ? tile_rows : 2 * tile_rows;
+}
+// The `bytes` bytes kPrefetchAhead past p, a cache line at a time.
+[[gnu::always_inline]] inline void prefetch_ahead(const void* p, size_t bytes) {
+  for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(static_cast<const char*>(p) + kPrefetchAhead + o, 0, 3);
+}
+
 inline float reduce_lanes(const float l[8]) {
   return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
 }

@@ -190,13 +190,6 @@ KV_AVX2 inline void tile_group(const uint8_t* w, size_t w_stride, const uint8_t*
     }
 }
 
-// Decode streams the weights from memory once per token, and the hardware prefetcher alone leaves
-// one thread far below the memory's bandwidth. Each tile fetches the rows of a later tile: two
-// tiles ahead for narrow rows; for rows of kWideRow bytes or more (where that overflows L1) the
-// next tile, and a one-token tile also fetches kPrefetchAhead bytes ahead in its rows (as the
-// AVX-512 decode path does; measured on the 1B Q8_0 model).
-constexpr size_t kPrefetchAhead = 1024, kWideRow = 2048;
-
 // R rows (w, w_stride apart) x T activations (a, a_stride apart), nb blocks each.
 template <class Tr, int R, int T, bool Ahead = false>
 KV_AVX2 void tile(const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_stride, int64_t nb,
@@ -207,10 +200,7 @@ KV_AVX2 void tile(const uint8_t* w, size_t w_stride, const uint8_t* a, size_t a_
   int64_t b = 0;
   for (; b + 8 <= nb; b += 8) {
     if constexpr (Ahead)
-      for (int r = 0; r < R; ++r) {
-        const char* q = reinterpret_cast<const char*>(w + r * w_stride + size_t(b) * sizeof(typename Tr::WB));
-        for (size_t o = 0; o < 8 * sizeof(typename Tr::WB); o += 64) _mm_prefetch(q + kPrefetchAhead + o, _MM_HINT_T0);
-      }
+      for (int r = 0; r < R; ++r) prefetch_ahead(w + r * w_stride + size_t(b) * sizeof(typename Tr::WB), 8 * sizeof(typename Tr::WB));
     tile_group<Tr, R, T, true>(w, w_stride, a, a_stride, b, 8, acc);
   }
   if (b < nb) tile_group<Tr, R, T, false>(w, w_stride, a, a_stride, b, int(nb - b), acc);
@@ -224,8 +214,9 @@ constexpr int64_t kTokenBlock = 64;  // activations of this many tokens stay in 
 template <class Tr>
 KV_AVX2 void matmul(int64_t nb, const uint8_t* w, size_t w_stride, int64_t r0, int64_t r1,
                     const uint8_t* act, size_t act_stride, int64_t n, float* out, int64_t out_stride) {
-  const bool wide = size_t(nb) * sizeof(typename Tr::WB) >= kWideRow;
-  const int64_t ahead = wide ? kRows : 2 * kRows;  // prefetch distance in weight rows
+  const size_t row_bytes = size_t(nb) * sizeof(typename Tr::WB);
+  const bool wide = wide_rows(row_bytes);
+  const int64_t ahead = prefetch_distance(row_bytes, kRows);  // kernels_impl.h
   for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
     const int64_t t1 = std::min(n, t0 + kTokenBlock);
     for (int64_t r = r0; r < r1;) {

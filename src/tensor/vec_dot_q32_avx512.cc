@@ -19,12 +19,6 @@ namespace kvstash::detail {
 namespace {
 
 constexpr int kGroup = 16;  // blocks per step
-// Decode streams the weights from memory once per token, and the hardware prefetcher alone leaves
-// one thread far below the memory's bandwidth. Each tile fetches the rows of a later tile: two
-// tiles ahead for narrow rows; for rows of kWideRow bytes or more (where that overflows L1) the
-// next tile, and the row loop fetches kPrefetchAhead bytes ahead in its rows. Measured: 1.4x
-// decode on the 1B Q8_0 model over two tiles ahead alone; narrow rows (SmolLM2) lose with it.
-constexpr size_t kPrefetchAhead = 1024, kWideRow = 2048;
 
 // Bytes [off, off + 16) of blocks m, 4 + m, 8 + m, 12 + m (stride bytes apart) in chunks 0..3; in a
 // partial group (Full false) the chunks of blocks at or past count stay zero.
@@ -183,10 +177,7 @@ KV_AVX512 void dot_rows(int64_t nb, const uint8_t* w, size_t w_stride, const voi
   int64_t b = 0;
   for (; b + kGroup <= nb; b += kGroup) {
     if constexpr (Ahead)
-      for (int r = 0; r < R; ++r) {
-        const char* q = reinterpret_cast<const char*>(w + size_t(r) * w_stride + size_t(b) * sizeof(WB));
-        for (size_t o = 0; o < kGroup * sizeof(WB); o += 64) _mm_prefetch(q + kPrefetchAhead + o, _MM_HINT_T0);
-      }
+      for (int r = 0; r < R; ++r) prefetch_ahead(w + size_t(r) * w_stride + size_t(b) * sizeof(WB), kGroup * sizeof(WB));
     ActGroup g;
     load_act<F, true>(y + b, kGroup, g);
 #pragma GCC unroll 4
@@ -216,8 +207,8 @@ KV_AVX512 void dot_rows_tiled(int64_t nb, const void* w, size_t w_stride, int64_
   const uint8_t* wb = static_cast<const uint8_t*>(w);
   const size_t row_bytes = size_t(nb) * sizeof(typename F::WB);
   int64_t r = 0;
-  const bool wide = row_bytes >= kWideRow;
-  const int64_t ahead = wide ? 4 : 8;  // rows (see kPrefetchAhead)
+  const bool wide = wide_rows(row_bytes);
+  const int64_t ahead = prefetch_distance(row_bytes, 4);
   for (; r + 4 <= rows; r += 4) {
     if (r + ahead + 4 <= rows)
       for (const uint8_t* p = wb + size_t(r + ahead) * w_stride; p < wb + size_t(r + ahead + 3) * w_stride + row_bytes;
