@@ -11,12 +11,13 @@
 using namespace kvstash;
 
 namespace {
-// Each state as seedN.kvs and, for kvz_fuzz, seedN.kvz: two lossy levels and lossless, in chunks
-// of 2 slots, so that every part of a .kvz (several chunks, a short last one, levels side by side)
-// is in the seeds.
+// Each state as seedN.kvs, seedNhf.kvs (key_order hf) and, for kvz_fuzz, seedN.kvz: two lossy
+// levels and lossless, in chunks of 2 slots, so that every part of a .kvz (several chunks, a short
+// last one, levels side by side) is in the seeds.
 void write_seed(const State& s, const std::string& dir, int n) {
   const std::string base = dir + "/seed" + std::to_string(n);
   save_state(s, base + ".kvs");
+  save_state(s, base + "hf.kvs", StateSaveOptions{KeyOrder::HuggingFace});  // keys permuted on load
   KvzOptions o;
   o.levels = {1, 2, kvz_lossless_level()};
   o.chunk_tokens = 2;

@@ -2,7 +2,8 @@
 """Opens a kvstash .kvs state with the Python `safetensors` library and checks it against
 docs/format-kvs.md (versions 2 and 3, budgeted states included): metadata, shapes, tensor order,
 alignment, zero padding, the book of a budgeted state and (if the `xxhash` package is installed)
-every checksum. Optionally writes the keys in Hugging Face order (--hf-npz OUT.npz).
+every checksum. Optionally writes the keys in Hugging Face order (--hf-npz OUT.npz): permuted from
+GGUF order, or as stored in a file saved with key_order "hf" (kvstash prefill --key-order hf).
 
     python3 -m venv /tmp/stv && /tmp/stv/bin/pip install safetensors numpy xxhash
     /tmp/stv/bin/python scripts/check_kvs_python.py STATE.kvs
@@ -104,6 +105,11 @@ def main():
         # head, and its book; tokens/positions are then the whole stream processed.
         budgeted = version == "3" and "budget.policy" in meta
         slots = int(meta["book.slots"]) if budgeted else t
+        key_order = meta.get("key_order")
+        if key_order not in ("gguf", "hf"):
+            fail(f"unsupported key_order '{key_order}' (this script reads 'gguf' and 'hf')")
+        if key_order == "hf" and hd % 2:
+            fail(f"invalid metadata key_order 'hf' with an odd head_dim {hd}")
         want = {f"{kv}.{l}": ("F16", [kvh, slots, hd]) for l in range(n_layer) for kv in "kv"}
         want.update(logits=("F32", [n_vocab if t else 0]), tokens=("I32", [t]), positions=("I32", [t]))
         if budgeted:
@@ -146,7 +152,7 @@ def main():
         if budgeted:
             check_book(meta, f, t, slots)
         print(f"ok: {t} tokens, {n_layer} layers x {kvh} KV heads x {hd}, vocab {n_vocab}, "
-              f"{len(raw)} bytes, model {meta['model_fingerprint']}")
+              f"{len(raw)} bytes, model {meta['model_fingerprint']}, key_order {key_order}")
         if budgeted:
             print(f"budgeted: {slots} slots per head, policy {meta['budget.policy']}, budget {meta['budget.entries']}, "
                   f"interval {meta['budget.interval']}, summary {meta['budget.summary']}, "
@@ -155,11 +161,13 @@ def main():
               f"positions {positions[:8].tolist()}{' ...' if t > 8 else ''}")
 
         if ARGS.hf_npz:
-            # Per layer [batch=1, kv_heads, tokens, head_dim], keys permuted to HF's RoPE order:
-            # ready for transformers' DynamicCache (cache.update(k, v, layer) per layer).
+            # Per layer [batch=1, kv_heads, tokens, head_dim], keys in HF's RoPE order (a file
+            # saved with key_order "hf" has them so already): ready for transformers' DynamicCache
+            # (cache.update(k, v, layer) per layer).
             out = {}
             for l in range(n_layer):
-                out[f"key.{l}"] = to_hf_key_order(f.get_tensor(f"k.{l}"))[None]
+                k = f.get_tensor(f"k.{l}")
+                out[f"key.{l}"] = (k if key_order == "hf" else to_hf_key_order(k))[None]
                 out[f"value.{l}"] = f.get_tensor(f"v.{l}")[None]
             np.savez(ARGS.hf_npz, **out)
             print(f"wrote {ARGS.hf_npz} (keys in Hugging Face order)")

@@ -44,7 +44,8 @@ TEST(CliErrors, UsageErrorsAreOneLineInvalidArgument) {
   for (const char* args :
        {"", "frobnicate", "run --no-such-flag", "run --prompt", "generate --prompt hi", "run --prompt hi -n lots",
         "run --prompt hi --seed -5", "run --prompt hi -n -2", "run --prompt hi --threads -1", "run --prompt hi -c -5",
-        "prefill --prompt hi", "prefill --out x.kvs", "perplexity --file x.txt --ctx 128"})
+        "prefill --prompt hi", "prefill --out x.kvs", "perplexity --file x.txt --ctx 128",
+        "prefill --prompt hi --out x.kvs --key-order rope", "prefill --prompt hi --out x.kvz --key-order hf"})
     EXPECT_EQ(cli_error(args).exit_code, kInvalid) << args;
 }
 

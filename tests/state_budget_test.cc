@@ -144,6 +144,31 @@ TEST_P(BudgetedState, SaveLoadRestoreContinuesExactly) {
   EXPECT_EQ(restored.positions(), original.positions());
 }
 
+// A budgeted state saved with keys in Hugging Face order (its K tensors hold the slots): load_state
+// and load_state_into give back the snapshot bit for bit, and the sequence continues exactly.
+TEST(BudgetedStateModel, HuggingFaceKeyOrderRoundTripsExactly) {
+  const Model& m = testing::default_model();
+  const std::vector<Token> all = testing::prose_tokens(kPrompt + kMore);
+  const std::vector<Token> prompt(all.begin(), all.begin() + kPrompt), next(all.begin() + kPrompt, all.end());
+  Engine engine(m, threads(), EngineOptions{.n_ctx = 512, .kv_tokens = 2048});
+  for (const KvBudget& b : {budget(EvictionPolicy::H2O, SummaryMode::Mean),
+                            budget(EvictionPolicy::Sinks, SummaryMode::None, PositionMode::Contiguous)}) {
+    SCOPED_TRACE(describe(b));
+    Sequence original = engine.new_sequence(b);
+    const std::vector<float> logits = prefill(engine, original, prompt);
+    const State snap = snapshot(m, original, engine.n_ctx(), logits.data());
+    const std::string path = testing::temp_path("hf_budgeted.kvs");
+    save_state(snap, path, StateSaveOptions{KeyOrder::HuggingFace});
+    expect_same_state(snap, load_state(path));
+    Sequence into = engine.new_sequence();
+    expect_same_state(snap, load_state_into(path, m, engine.n_ctx(), into, &threads()));
+    fs::remove(path);
+    expect_same_state(snap, snapshot(m, into, engine.n_ctx(), logits.data()));
+    const std::vector<float> want = continue_one_by_one(engine, original, next);
+    EXPECT_TRUE(bitwise_equal(continue_one_by_one(engine, into, next), want));
+  }
+}
+
 // A fork shares its parent's blocks; both continue exactly as a sequence that never forked, and
 // evicting in one (private copies first) leaves the other untouched.
 TEST_P(BudgetedFork, ForkContinuesLikeTheOriginal) {
@@ -278,6 +303,41 @@ TEST(BudgetedStateModel, PythonReaderAcceptsBudgetedFiles) {
       EXPECT_NE(bad.out.find("checksum mismatch in tensor 'book.merged'"), std::string::npos) << bad.out;
     }
     fs::remove(path);
+  }
+}
+
+// A file saved with key_order "hf" holds what the Python reader would make of the GGUF-ordered one:
+// check_kvs_python.py --hf-npz writes the same arrays for both (it permutes only the latter).
+TEST(BudgetedStateModel, PythonReaderSeesHuggingFaceKeyOrder) {
+  const char* env = std::getenv("KVSTASH_TEST_PYTHON");
+  const std::string python = env && *env ? env : "python3";
+  if (testing::run_command(python + " -c 'import safetensors, numpy, xxhash'").exit_code != 0)
+    GTEST_SKIP() << python << " lacks safetensors, numpy or xxhash (set KVSTASH_TEST_PYTHON)";
+  const Model& m = testing::default_model();
+  Engine engine(m, threads(), EngineOptions{.n_ctx = 512});
+  for (const KvBudget& b : {KvBudget{}, budget(EvictionPolicy::H2O, SummaryMode::Mean)}) {
+    SCOPED_TRACE(describe(b));
+    Sequence seq = engine.new_sequence(b);
+    const std::vector<float> logits = prefill(engine, seq, testing::prose_tokens(150));
+    const State s = snapshot(m, seq, engine.n_ctx(), logits.data());
+    std::string npz[2];
+    for (int hf = 0; hf < 2; ++hf) {
+      const std::string path = testing::temp_path(hf ? "python_hf.kvs" : "python_gguf.kvs");
+      npz[hf] = path + ".npz";
+      save_state(s, path, StateSaveOptions{hf ? KeyOrder::HuggingFace : KeyOrder::Gguf});
+      const testing::CommandResult r = testing::run_command(
+          python + " " KVSTASH_SOURCE_DIR "/scripts/check_kvs_python.py --hf-npz " + npz[hf] + " " + path);
+      EXPECT_EQ(r.exit_code, 0) << r.out;
+      EXPECT_NE(r.out.find(hf ? "key_order hf" : "key_order gguf"), std::string::npos) << r.out;
+      fs::remove(path);
+    }
+    const testing::CommandResult same = testing::run_command(
+        python + " -c 'import sys, numpy as np; a, b = np.load(sys.argv[1]), np.load(sys.argv[2]); "
+                 "sys.exit(0 if sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a) else 1)' " +
+        npz[0] + " " + npz[1]);
+    EXPECT_EQ(same.exit_code, 0) << same.out;
+    fs::remove(npz[0]);
+    fs::remove(npz[1]);
   }
 }
 

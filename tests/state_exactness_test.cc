@@ -99,6 +99,18 @@ TEST(StateExactness, ContinuationMergingAcrossTheBoundaryIsRecomputed) {
   EXPECT_LT(g["reused_tokens"].get<int>(), p["prompt_tokens"].get<int>());
 }
 
+// prefill --key-order hf writes keys in Hugging Face's order; generate reads them back exactly.
+TEST(StateExactness, HuggingFaceKeyOrderFileContinuesExactly) {
+  const std::string prefix = "In the beginning God created";
+  const std::string state = ::testing::TempDir() + "hf_order.kvs";
+  json_lines("prefill --json --key-order hf --out " + state + " --prompt " + quote(prefix));
+  const json g = json_lines("generate --json -n 16 --temp 0 --state " + state + " --prompt ' the heaven'")[0];
+  EXPECT_EQ(g["tokens"].get<std::vector<Token>>(), run_tokens(prefix + " the heaven", "--temp 0", 16));
+  std::ifstream in(state, std::ios::binary);
+  std::string bytes(std::istreambuf_iterator<char>(in), {});
+  EXPECT_NE(bytes.find("\"key_order\":\"hf\""), std::string::npos);
+}
+
 // A token sequence that diverges in the middle of the cached prefix reuses the common part only.
 TEST(StateExactness, PromptDivergingInsideTheCacheReusesTheCommonPrefix) {
   const Model& m = testing::default_model();

@@ -188,6 +188,61 @@ TEST(StateModel, LoadIntoEqualsLoadThenRestore) {
   fs::remove(path);
 }
 
+// Keys saved in Hugging Face order come back bit for bit through load_state and load_state_into
+// (permuted in the blocks after the checksum of the bytes as written), and the restored sequence
+// continues exactly; a flipped byte is still caught, leaving the sequence empty.
+TEST(StateModel, HuggingFaceKeyOrderLoadsExactly) {
+  const Model& m = testing::default_model();
+  const std::vector<Token> prefix = testing::prose_tokens(70);
+  Engine engine(m, threads(), EngineOptions{.n_ctx = 256, .kv_tokens = 1024});
+  Sequence seq = engine.new_sequence();
+  const State s = prefill_state(engine, seq, prefix);
+  const std::string path = testing::temp_path("hf_order.kvs");
+  save_state(s, path, StateSaveOptions{KeyOrder::HuggingFace});
+
+  const State loaded = load_state(path);
+  expect_same_entries(s, loaded);
+  ASSERT_EQ(loaded.logits.size(), s.logits.size());
+  EXPECT_EQ(0, std::memcmp(loaded.logits.data(), s.logits.data(), s.logits.size() * sizeof(float)));
+  Sequence a = engine.new_sequence(), b = engine.new_sequence();
+  restore(loaded, m, engine.n_ctx(), a);
+  const State meta = load_state_into(path, m, engine.n_ctx(), b, &threads());
+  expect_same_entries(s, meta);  // the returned state's keys are in kvstash's order too
+  expect_same_entries(s, snapshot(m, a, engine.n_ctx(), s.logits.data()));
+  expect_same_entries(s, snapshot(m, b, engine.n_ctx(), s.logits.data()));
+  const size_t nv = size_t(m.config().n_vocab);
+  const Token next = prefix[5];
+  auto step = [&](Sequence& q) {
+    const float* l = engine.forward(q, &next, 1);
+    return std::vector<float>(l, l + nv);
+  };
+  const std::vector<float> want = step(seq);
+  EXPECT_EQ(0, std::memcmp(step(a).data(), want.data(), nv * sizeof(float))) << "load_state + restore";
+  EXPECT_EQ(0, std::memcmp(step(b).data(), want.data(), nv * sizeof(float))) << "load_state_into";
+
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const uint64_t header = uint64_t(uint8_t(bytes[0])) | uint64_t(uint8_t(bytes[1])) << 8 |
+                          uint64_t(uint8_t(bytes[2])) << 16 | uint64_t(uint8_t(bytes[3])) << 24;
+  const nlohmann::json h = nlohmann::json::parse(bytes.substr(8, header));
+  EXPECT_EQ(h["__metadata__"]["key_order"], "hf");
+  const uint64_t at = 8 + header + uint64_t(h["k.17"]["data_offsets"][0]) + 5;
+  bytes[at] = char(bytes[at] ^ 0x04);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  Sequence c = engine.new_sequence();
+  try {
+    load_state_into(path, m, engine.n_ctx(), c);
+    ADD_FAILURE() << "no error for a flipped byte in k.17";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), path + ": checksum mismatch in tensor 'k.17' (file corrupted)");
+  }
+  EXPECT_EQ(c.size(), 0);
+  fs::remove(path);
+}
+
 // Entries removed from the middle (as eviction does) keep their positions through a restore.
 TEST(StateModel, RestoreKeepsPositionGaps) {
   const Model& m = testing::default_model();

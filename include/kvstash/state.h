@@ -20,6 +20,16 @@ class ThreadPool;
 
 class AtomicFile;
 
+// How a .kvs file stores each key vector (docs/kv-layout.md). Gguf: kvstash's own RoPE pair order
+// (zero-copy loads). HuggingFace: rotate-half order, hf[i] = k[2i], hf[i + d/2] = k[2i + 1] (d =
+// head_dim), for Python users who hand the keys to a Hugging Face cache as they are. Readers take
+// both and always return keys in Gguf order.
+enum class KeyOrder { Gguf, HuggingFace };
+
+struct StateSaveOptions {
+  KeyOrder key_order = KeyOrder::Gguf;
+};
+
 // What a state must agree on with the model that continues it.
 struct StateArch {
   int n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_rot = 0, n_vocab = 0;
@@ -111,7 +121,7 @@ class StateOutput {
   StateOutput& operator=(const StateOutput&) = delete;
 
   const std::string& path() const { return path_; }
-  void commit(const State& state);  // once
+  void commit(const State& state, const StateSaveOptions& options = {});  // once
 
  private:
   std::string path_;
@@ -119,15 +129,17 @@ class StateOutput {
 };
 
 // StateOutput(path).commit(state): atomic; on failure an existing file is left as it was.
-void save_state(const State& state, const std::string& path);
+void save_state(const State& state, const std::string& path, const StateSaveOptions& options = {});
 // Maps the file and validates format name, version, metadata, shapes, layout, file size, every
 // tensor's checksum and every value (Corruption, NotSupported for another version or dtype,
 // NotFound/IOError for the file itself): "<path>: <what is wrong>" (e.g. "checksum mismatch in
-// tensor 'k.3' (file corrupted)"). K/V of the result are views into the mapping (no copy).
+// tensor 'k.3' (file corrupted)"). K/V of the result are views into the mapping (no copy), except
+// the K of a file saved with KeyOrder::HuggingFace: permuted back into owned memory.
 State load_state(const std::string& path);
 // load_state + restore in one pass over the K/V: every check of both (same kinds and messages), with
 // each K/V tensor read with preadv straight into seq's blocks and its checksum verified there,
-// tensors split over `threads` when given. Returns the state (K/V views into the file's mapping).
+// tensors split over `threads` when given; Hugging Face-ordered keys are permuted in the blocks
+// after their checksum. Returns the state (K/V as load_state gives them).
 // A checksum mismatch or a read error leaves seq empty (the first corrupt tensor in file order is
 // named); every other error leaves it untouched.
 State load_state_into(const std::string& path, const Model& model, int64_t n_ctx, Sequence& seq,

@@ -197,6 +197,38 @@ class StateFile : public ::testing::Test {
     return size_t(8 + n + header(bytes)[tensor]["data_offsets"][0].get<uint64_t>());
   }
 
+  // A safetensors file as any writer may make it: length, JSON header plus `pad` spaces, data.
+  static std::string safetensors_file(const std::string& json, size_t pad, const std::string& data) {
+    std::string len(8, '\0');
+    kvs::put_u64le(reinterpret_cast<uint8_t*>(len.data()), json.size() + pad);
+    return len + json + std::string(pad, ' ') + data;
+  }
+  // A kvstash file as safetensors' own writer rewrites it: tensors reordered (by dtype, then name)
+  // back to back, the header padded to 8 bytes only; padding tensors kept or dropped.
+  static std::string rewritten(const std::string& bytes, bool keep_padding) {
+    const uint64_t n = kvs::get_u64le(reinterpret_cast<const uint8_t*>(bytes.data()));
+    const nlohmann::json h = header(bytes);
+    std::vector<std::string> names;
+    for (const auto& [name, t] : h.items())
+      if (name != "__metadata__" && (keep_padding || name.rfind("__pad.", 0) != 0)) names.push_back(name);
+    std::sort(names.begin(), names.end(), [&](const std::string& a, const std::string& b) {
+      const std::string da = h[a]["dtype"], db = h[b]["dtype"];
+      return da != db ? da > db : a < b;
+    });
+    nlohmann::ordered_json out;
+    out["__metadata__"] = h["__metadata__"];
+    std::string data;
+    for (const std::string& name : names) {
+      const uint64_t b = h[name]["data_offsets"][0], e = h[name]["data_offsets"][1];
+      out[name] = {{"dtype", h[name]["dtype"]}, {"shape", h[name]["shape"]}, {"data_offsets", {data.size(), data.size() + e - b}}};
+      data += bytes.substr(size_t(8 + n + b), size_t(e - b));
+    }
+    std::string json = out.dump();
+    size_t pad = (8 - json.size() % 8) % 8;
+    if ((8 + json.size() + pad) % 64 == 0) pad += 8;  // as for most headers: not 64-aligned
+    return safetensors_file(json, pad, data);
+  }
+
   std::string dir_;
   ErrorKind kind_ = ErrorKind::Internal;
 };
@@ -396,14 +428,14 @@ TEST_F(StateFile, NotAKvsFileIsRejected) {
     const std::string err = load_error(bytes);
     EXPECT_EQ(err.rfind("not a .kvs file (no safetensors header", 0), 0u) << err;
   }
-  // A safetensors file of someone else's tensors.
+  // Someone else's safetensors files, cut short (a whole one is named: ForeignSafetensorsFilesAreNamed).
   std::string other = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
   std::string len(8, '\0');
   kvs::put_u64le(reinterpret_cast<uint8_t*>(len.data()), other.size());
-  EXPECT_EQ(load_error(len + other + "abcd"), "not a .kvs file (a safetensors file without kvstash.state metadata)");
+  EXPECT_EQ(load_error(len + other + "abc"), "not a .kvs file (a safetensors file without kvstash.state metadata)");
   other = R"({"__metadata__":{"format":"pt"}})";
   kvs::put_u64le(reinterpret_cast<uint8_t*>(len.data()), other.size());
-  EXPECT_EQ(load_error(len + other), "not a .kvs file (format 'pt', expected 'kvstash.state')");
+  EXPECT_EQ(load_error(len + other + "x"), "not a .kvs file (format 'pt', expected 'kvstash.state')");
   std::string junk(8, '\0');
   kvs::put_u64le(reinterpret_cast<uint8_t*>(junk.data()), 3);
   EXPECT_EQ(load_error(junk + "abc"), "not a .kvs file (no safetensors JSON header)");
@@ -712,6 +744,153 @@ TEST_F(StateFile, InterruptedSaveLeavesNoTempFile) {
   save_state(make_state(2), path("t.kvs"));
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 2) << "stale temp file kept";
   EXPECT_TRUE(fs::exists(path("u.kvs.kvstash-tmp.4194303.0.another-host")));
+}
+
+// Keys saved in Hugging Face's order: the file holds hf[i] = k[2i], hf[i + d/2] = k[2i + 1] per head
+// vector (checksums of those bytes), V as it is, and every reader gives back the original bits.
+TEST_F(StateFile, HuggingFaceKeyOrderRoundTripIsExact) {
+  const StateSaveOptions hf{KeyOrder::HuggingFace};
+  std::vector<State> states;
+  for (int64_t n : {0, 1, 5, 37}) states.push_back(make_state(n, uint32_t(n + 7)));
+  for (Shape shape : {Shape::Summary, Shape::Contiguous, Shape::Empty}) states.push_back(make_budgeted(shape));
+  for (size_t i = 0; i < states.size(); ++i) {
+    SCOPED_TRACE("state " + std::to_string(i));
+    const State& s = states[i];
+    save_state(s, path("hf.kvs"), hf);
+    const std::string bytes = read(path("hf.kvs"));
+    EXPECT_EQ(header(bytes)["__metadata__"]["key_order"], "hf");
+    const size_t d = size_t(s.arch.head_dim), rows = s.kv_elements() / d;
+    for (int l = 0; l < s.arch.n_layer; ++l) {
+      const auto* k = reinterpret_cast<const uint16_t*>(bytes.data() + data_at(bytes, "k." + std::to_string(l)));
+      for (size_t r = 0; r < rows; ++r)
+        for (size_t j = 0; j < d / 2; ++j) {
+          ASSERT_EQ(k[r * d + j], s.k(l)[r * d + 2 * j]) << "k." << l << " row " << r << " value " << j;
+          ASSERT_EQ(k[r * d + j + d / 2], s.k(l)[r * d + 2 * j + 1]) << "k." << l << " row " << r << " value " << j;
+        }
+      if (rows > 0) {
+        EXPECT_EQ(0, std::memcmp(bytes.data() + data_at(bytes, "v." + std::to_string(l)), s.v(l), s.kv_elements() * 2));
+      }
+    }
+    const State t = load_state(path("hf.kvs"));
+    expect_same(s, t);
+    for (int l = 0; l < t.arch.n_layer && rows > 0; ++l) {
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t.k(l)) % 64, 0u);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(t.v(l)) % 64, 0u);
+    }
+    // The owned keys outlive the file, like the mapped values.
+    State copy = t;
+    fs::remove(path("hf.kvs"));
+    expect_same(s, copy);
+  }
+}
+
+TEST_F(StateFile, HuggingFaceKeyOrderFileIsCheckedLikeAnother) {
+  save_state(make_state(5), path("hf.kvs"), StateSaveOptions{KeyOrder::HuggingFace});
+  const std::string bytes = read(path("hf.kvs"));
+  std::string broken = bytes;
+  broken[data_at(bytes, "k.1") + 3] ^= 0x20;
+  EXPECT_EQ(load_error(broken), "checksum mismatch in tensor 'k.1' (file corrupted)");
+  EXPECT_EQ(kind_, ErrorKind::Corruption);
+  for (size_t len : {size_t(1), bytes.size() / 2, bytes.size() - 1}) {
+    EXPECT_EQ(load_error(bytes.substr(0, len)).rfind("truncated file (", 0), 0u) << len;
+  }
+  // Another order name, with valid checksums: NotSupported, naming the orders this kvstash reads.
+  std::string other = bytes;
+  const size_t at = other.find("\"key_order\":\"hf\"");
+  ASSERT_NE(at, std::string::npos);
+  other.replace(at, 16, "\"key_order\":\"xy\"");
+  EXPECT_EQ(load_error(with_valid_checksums(other)), "unsupported key_order 'xy' (this kvstash reads 'gguf' and 'hf')");
+  EXPECT_EQ(kind_, ErrorKind::NotSupported);
+}
+
+TEST_F(StateFile, HuggingFaceKeyOrderNeedsAnEvenHeadDim) {
+  State s;
+  s.model_fingerprint = Fingerprint::from_hex("0123456789abcdef0123456789abcdef").value();
+  s.arch = StateArch{1, 2, 1, 7, 6, 10, 10000.0f, 1.0f};
+  s.n_ctx = 4;
+  s.tokens = {1, 2};
+  s.positions = {0, 1};
+  s.logits.assign(10, 0.5f);
+  std::mt19937 rng(5);
+  fill_random_kv(s, rng);
+  try {
+    save_state(s, path("odd.kvs"), StateSaveOptions{KeyOrder::HuggingFace});
+    ADD_FAILURE() << "saved";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+    EXPECT_EQ(std::string(e.what()), path("odd.kvs") + ": cannot save keys in Hugging Face order with an odd head_dim (7)");
+  }
+  EXPECT_FALSE(fs::exists(path("odd.kvs")));
+  // A crafted file claiming it: refused, not misread.
+  save_state(s, path("odd.kvs"));
+  std::string bytes = read(path("odd.kvs"));
+  const size_t at = bytes.find("\"key_order\":\"gguf\"");
+  ASSERT_NE(at, std::string::npos);
+  bytes.replace(at, 18, "\"key_order\":\"hf\"  ");  // JSON whitespace keeps the header's length
+  EXPECT_EQ(load_error(with_valid_checksums(bytes)), "invalid metadata key_order 'hf' with an odd head_dim 7");
+  EXPECT_EQ(kind_, ErrorKind::Corruption);
+}
+
+// Whole safetensors files that other tools wrote are named as such (NotSupported), whatever their
+// header's length; cut ones are still truncated or not a .kvs file (Corruption).
+TEST_F(StateFile, ForeignSafetensorsFilesAreNamed) {
+  const std::string hint = "; kvstash needs its metadata, tensor order and 64-byte alignment: docs/format-kvs.md)";
+  const std::string w = R"("w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
+  const std::string cases[][2] = {
+      {"{" + w + "}", "no __metadata__ 'format': 'kvstash.state'"},
+      {R"({"__metadata__":{"producer":"numpy"},)" + w + "}", "no __metadata__ 'format': 'kvstash.state'"},
+      {R"({"__metadata__":{"format":"pt"},)" + w + "}", "__metadata__ 'format' is 'pt', not 'kvstash.state'"},
+  };
+  for (const auto& [json, what] : cases)
+    for (size_t pad : {0, 1, 5, 7, 60, 200}) {
+      const std::string bytes = safetensors_file(json, pad, "abcdefgh");
+      EXPECT_EQ(load_error(bytes), "a safetensors file, but not a kvstash state (" + what + hint) << json << " + " << pad;
+      EXPECT_EQ(kind_, ErrorKind::NotSupported);
+      for (size_t len = 1; len < bytes.size(); ++len) {
+        const std::string err = load_error(bytes.substr(0, len));
+        EXPECT_TRUE(err.rfind("truncated file (", 0) == 0 || err.rfind("not a .kvs file (", 0) == 0) << len << ": " << err;
+        EXPECT_EQ(kind_, ErrorKind::Corruption) << len << ": " << err;
+      }
+    }
+}
+
+// A kvstash file rewritten by safetensors' own writer (metadata and tensors kept, order, alignment
+// and padding lost) is named as that, not as a truncated or corrupt file.
+TEST_F(StateFile, RewrittenKvstashFileIsNamed) {
+  const std::string prefix = "a safetensors file with kvstash.state metadata and tensors, but not kvstash's layout (";
+  for (const State& s : {make_state(5), make_budgeted(Shape::Summary)}) {
+    save_state(s, path("s.kvs"));
+    const std::string good = read(path("s.kvs"));
+    for (bool keep_padding : {false, true}) {
+      SCOPED_TRACE(keep_padding ? "padding kept" : "padding dropped");
+      const std::string bytes = rewritten(good, keep_padding);
+      const std::string err = load_error(bytes);
+      EXPECT_EQ(err.rfind(prefix, 0), 0u) << err;
+      EXPECT_NE(err.find("): rewritten by another tool? kvstash reads only its own tensor order, padding and 64-byte "
+                         "alignment: docs/format-kvs.md"), std::string::npos) << err;
+      EXPECT_EQ(kind_, ErrorKind::NotSupported);
+      for (size_t len : {bytes.size() - 1, bytes.size() - 700}) {  // cut: damage again
+        EXPECT_EQ(load_error(bytes.substr(0, len)).rfind("truncated file (", 0), 0u) << len;
+        EXPECT_EQ(kind_, ErrorKind::Corruption);
+      }
+    }
+  }
+}
+
+// A file that says it is a kvstash state but has no metadata checksum (hand-made from a real one:
+// the checksum removed, the header padded again).
+TEST_F(StateFile, MissingMetadataChecksumIsNamed) {
+  save_state(make_state(4), path("s.kvs"));
+  const std::string good = read(path("s.kvs"));
+  const uint64_t n = kvs::get_u64le(reinterpret_cast<const uint8_t*>(good.data()));
+  nlohmann::ordered_json h = nlohmann::ordered_json::parse(good.substr(8, size_t(n)));
+  ASSERT_EQ(h["__metadata__"].erase(kvs::kMetadataChecksumKey), 1u);
+  const std::string json = h.dump();
+  const std::string bytes = safetensors_file(json, (64 - (8 + json.size()) % 64) % 64, good.substr(size_t(8 + n)));
+  EXPECT_EQ(load_error(bytes),
+            "metadata checksum missing (checksum.metadata): the file was not written by kvstash or its metadata was "
+            "edited (docs/format-kvs.md, \"Checksums\")");
+  EXPECT_EQ(kind_, ErrorKind::Corruption);
 }
 
 }  // namespace

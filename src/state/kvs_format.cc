@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 
 namespace kvstash::kvs {
 
@@ -38,6 +39,32 @@ std::vector<TensorSlot> tensor_layout(const StateArch& a, uint64_t tokens, uint6
     add("book.merged", "I64", {lanes[0], lanes[1]}, 8);
   }
   return out;
+}
+
+void keys_to_hf(const uint16_t* gguf, uint16_t* hf, size_t rows, size_t head_dim) {
+  const size_t half = head_dim / 2;
+  for (size_t r = 0; r < rows; ++r, gguf += head_dim, hf += head_dim)
+    for (size_t i = 0; i < half; ++i) {
+      hf[i] = gguf[2 * i];
+      hf[i + half] = gguf[2 * i + 1];
+    }
+}
+
+void keys_from_hf(const uint16_t* hf, uint16_t* gguf, size_t rows, size_t head_dim) {
+  const size_t half = head_dim / 2;
+  for (size_t r = 0; r < rows; ++r, gguf += head_dim, hf += head_dim)
+    for (size_t i = 0; i < half; ++i) {
+      gguf[2 * i] = hf[i];
+      gguf[2 * i + 1] = hf[i + half];
+    }
+}
+
+void keys_from_hf_in_place(uint16_t* rows, size_t n_rows, size_t head_dim) {
+  std::vector<uint16_t> row(head_dim);
+  for (size_t r = 0; r < n_rows; ++r, rows += head_dim) {
+    std::memcpy(row.data(), rows, head_dim * sizeof(uint16_t));
+    keys_from_hf(row.data(), rows, 1, head_dim);
+  }
 }
 
 std::string hash_hex64(const void* data, size_t size) {

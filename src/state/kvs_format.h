@@ -56,6 +56,15 @@ inline constexpr char kBookPinned[] = "book.pinned";
 inline constexpr char kBookHasSummary[] = "book.has_summary";
 inline constexpr char kBookSelected[] = "book.selected";
 
+// key_order values. Hugging Face's rotate-half order needs an even head_dim.
+inline constexpr char kKeyOrderGguf[] = "gguf";
+inline constexpr char kKeyOrderHf[] = "hf";
+// Rows of head_dim keys between GGUF pair order and Hugging Face's (docs/kv-layout.md):
+// hf[i] = gguf[2i], hf[i + d/2] = gguf[2i + 1]. src and dst must not overlap.
+void keys_to_hf(const uint16_t* gguf, uint16_t* hf, size_t rows, size_t head_dim);
+void keys_from_hf(const uint16_t* hf, uint16_t* gguf, size_t rows, size_t head_dim);
+void keys_from_hf_in_place(uint16_t* rows, size_t n_rows, size_t head_dim);
+
 // xxh3-64 as 16 lowercase hex digits.
 std::string hash_hex64(const void* data, size_t size);
 // The checksum of the metadata entries (all but kMetadataChecksumKey), sorted by key:

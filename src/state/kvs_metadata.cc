@@ -77,7 +77,7 @@ KvBudget MetadataValues::budget() const {
   return b;
 }
 
-MetadataValues::Sizes MetadataValues::read_state(State& s, bool budgeted) const {
+MetadataValues::Sizes MetadataValues::read_state(State& s, bool budgeted, KeyOrder* key_order) const {
   StateArch& a = s.arch;
   a.n_layer = int(int_value("n_layer", kMaxStateDim));
   a.n_head = int(int_value("n_head", kMaxStateDim));
@@ -102,8 +102,16 @@ MetadataValues::Sizes MetadataValues::read_state(State& s, bool budgeted) const 
   s.n_ctx = int_value("n_ctx", KvPool::kMaxTokens);
   if (const std::string& d = string_value("cache_dtype"); d != "f16")
     fail("unsupported cache_dtype " + quote(d, 64) + " (this kvstash reads 'f16')", ErrorKind::NotSupported);
-  if (const std::string& k = string_value("key_order"); k != "gguf")
-    fail("unsupported key_order " + quote(k, 64) + " (this kvstash reads 'gguf')", ErrorKind::NotSupported);
+  const std::string& k = string_value("key_order");
+  if (key_order && k == kKeyOrderHf) {
+    if (a.head_dim % 2 != 0) fail("invalid metadata key_order 'hf' with an odd head_dim " + std::to_string(a.head_dim));
+    *key_order = KeyOrder::HuggingFace;
+  } else if (k == kKeyOrderGguf) {
+    if (key_order) *key_order = KeyOrder::Gguf;
+  } else {
+    const char* reads = key_order ? " (this kvstash reads 'gguf' and 'hf')" : " (.kvz files hold 'gguf' only)";
+    fail("unsupported key_order " + quote(k, 64) + reads, ErrorKind::NotSupported);
+  }
   const std::string& fingerprint = string_value("model_fingerprint");
   const std::optional<Fingerprint> fp = Fingerprint::from_hex(fingerprint);
   if (!fp) fail("invalid model_fingerprint " + quote(fingerprint, 64));
@@ -111,7 +119,7 @@ MetadataValues::Sizes MetadataValues::read_state(State& s, bool budgeted) const 
   return z;
 }
 
-std::map<std::string, std::string> state_metadata(const State& s) {
+std::map<std::string, std::string> state_metadata(const State& s, KeyOrder key_order) {
   const StateArch& a = s.arch;
   std::map<std::string, std::string> meta = {
       {"model_fingerprint", s.model_fingerprint.hex()},
@@ -126,7 +134,7 @@ std::map<std::string, std::string> state_metadata(const State& s) {
       {"rope_base", float_text(a.rope_base)},
       {"rope_linear_scale", float_text(a.rope_linear_scale)},
       {"cache_dtype", "f16"},
-      {"key_order", "gguf"},
+      {"key_order", key_order == KeyOrder::HuggingFace ? kKeyOrderHf : kKeyOrderGguf},
   };
   if (!s.book) return meta;
   // A budgeted state (docs/format-kvs.md, "Budgeted states").

@@ -41,12 +41,13 @@ class MetadataValues {
 
   // The keys every state file has (architecture, n_tokens, n_ctx, cache_dtype, key_order,
   // model_fingerprint: NotSupported for another dtype or key order) and, when budgeted, the budget
-  // and book keys, into s (its book emplaced). Returns n_tokens and the slots per lane.
+  // and book keys, into s (its book emplaced). Returns n_tokens and the slots per lane. key_order
+  // "hf" is accepted only where the caller takes it (key_order set; a .kvz reads "gguf" only).
   struct Sizes {
     int64_t n_tokens = 0;
     uint64_t slots = 0;
   };
-  Sizes read_state(State& s, bool budgeted) const;
+  Sizes read_state(State& s, bool budgeted, KeyOrder* key_order = nullptr) const;
 
  private:
   [[noreturn]] void fail(const std::string& what, ErrorKind kind = ErrorKind::Corruption) const;
@@ -55,6 +56,6 @@ class MetadataValues {
 };
 
 // The keys read_state reads (format and format_version are the file's own to add).
-std::map<std::string, std::string> state_metadata(const State& s);
+std::map<std::string, std::string> state_metadata(const State& s, KeyOrder key_order = KeyOrder::Gguf);
 
 }  // namespace kvstash::kvs

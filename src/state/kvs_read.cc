@@ -12,11 +12,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <optional>
 #include <nlohmann/json.hpp>
 
 #include "kvstash/error.h"
 #include "state/check.h"
+#include "state/kvs_foreign.h"
 #include "state/kvs_format.h"
 #include "state/kvs_metadata.h"
 #include "state/kvs_read.h"
@@ -34,6 +36,8 @@ namespace {
 using json = nlohmann::json;
 
 bool is_kv_tensor(const std::string& name) { return name.size() > 2 && (name[0] == 'k' || name[0] == 'v') && name[1] == '.'; }
+
+constexpr char kForeignHint[] = "kvstash needs its metadata, tensor order and 64-byte alignment: docs/format-kvs.md";
 
 struct Mapping {
   const uint8_t* data = nullptr;
@@ -85,8 +89,9 @@ Mapping map_file(const std::string& path, bool populate) {
 class Reader {
  public:
   Reader(const std::string& path, const Mapping& m) : path_(path), m_(m) {}
-  // deferred: K/V tensors' checksums are handed back there instead of verified.
-  State read(std::vector<kvs::DeferredChecksum>* deferred = nullptr);
+  // deferred: K/V tensors' checksums are handed back there instead of verified, and the keys are
+  // left in the file's order, said in *order.
+  State read(std::vector<kvs::DeferredChecksum>* deferred = nullptr, KeyOrder* order = nullptr);
 
  private:
   [[noreturn]] void fail(const std::string& what, ErrorKind kind = ErrorKind::Corruption) const {
@@ -94,11 +99,12 @@ class Reader {
   }
   uint64_t header_length() const;
   json parse_header(uint64_t n) const;
-  std::map<std::string, std::string> metadata(const json& header) const;
+  std::map<std::string, std::string> metadata(const json& header, uint64_t n) const;
   kvs::MetadataValues values(const std::map<std::string, std::string>& meta) const {
     return kvs::MetadataValues(meta, [this](const std::string& what, ErrorKind kind) { fail(what, kind); });
   }
-  void check_directory(const json& header, const std::vector<kvs::TensorSlot>& slots) const;
+  // "" when the header holds exactly `slots`, else what differs.
+  std::string directory_problem(const json& header, const std::vector<kvs::TensorSlot>& slots) const;
 
   const std::string& path_;
   const Mapping& m_;
@@ -146,11 +152,20 @@ json Reader::parse_header(uint64_t n) const {
   }
 }
 
-std::map<std::string, std::string> Reader::metadata(const json& header) const {
+std::map<std::string, std::string> Reader::metadata(const json& header, uint64_t n) const {
   if (!header.is_object()) fail("not a .kvs file (the safetensors header is not a JSON object)");
   const auto it = header.find("__metadata__");
-  if (it == header.end() || !it->is_object() || !it->contains("format"))
-    fail("not a .kvs file (a safetensors file without kvstash.state metadata)");
+  const bool has_format = it != header.end() && it->is_object() && it->contains("format");
+  if ((!has_format || (*it)["format"] != kvs::kFormatName) && kvs::complete_safetensors(header, n, m_.size)) {
+    std::string what = std::string("no __metadata__ 'format': '") + kvs::kFormatName + "'";
+    if (has_format) {
+      const json& f = (*it)["format"];
+      what = "__metadata__ 'format' is " + quote(f.is_string() ? f.get<std::string>() : f.dump(), 64) + ", not '" +
+             kvs::kFormatName + "'";
+    }
+    fail("a safetensors file, but not a kvstash state (" + what + "; " + kForeignHint + ")", ErrorKind::NotSupported);
+  }
+  if (!has_format) fail("not a .kvs file (a safetensors file without kvstash.state metadata)");
   std::map<std::string, std::string> meta;
   for (const auto& [key, value] : it->items()) {
     if (!value.is_string()) fail("corrupt header (metadata value of " + quote(key, 64) + " is not a string)");
@@ -169,42 +184,47 @@ std::map<std::string, std::string> Reader::metadata(const json& header) const {
              " (this kvstash reads " + std::to_string(kvs::kOldestVersion) + " to " + std::to_string(kvs::kVersion) + ")",
          version.empty() ? ErrorKind::Corruption : ErrorKind::NotSupported);
   const auto sum = meta.find(kvs::kMetadataChecksumKey);
-  if (sum == meta.end()) fail("corrupt header (no metadata checksum)");
+  if (sum == meta.end())
+    fail(std::string("metadata checksum missing (") + kvs::kMetadataChecksumKey +
+         "): the file was not written by kvstash or its metadata was edited (docs/format-kvs.md, \"Checksums\")");
   if (sum->second != kvs::metadata_checksum(meta)) fail("metadata checksum mismatch (header corrupted)");
   return meta;
 }
 
-void Reader::check_directory(const json& header, const std::vector<kvs::TensorSlot>& slots) const {
+std::string Reader::directory_problem(const json& header, const std::vector<kvs::TensorSlot>& slots) const {
   for (const kvs::TensorSlot& t : slots) {
     const auto it = header.find(t.name);
-    if (it == header.end()) fail("missing tensor '" + t.name + "'");
+    if (it == header.end()) return "missing tensor '" + t.name + "'";
     const json& e = *it;
     const bool ok = e.is_object() && e.size() == 3 && e.contains("dtype") && e.contains("shape") &&
                     e.contains("data_offsets") && e["dtype"] == t.dtype && e["shape"] == json(t.shape) &&
                     e["data_offsets"] == json({t.begin, t.end});
     if (!ok)
-      fail("tensor '" + t.name + "' is " + quote(e.dump(), 64) + ", expected dtype " + t.dtype + " shape " +
-           json(t.shape).dump() + " data_offsets [" + std::to_string(t.begin) + "," +
-           std::to_string(t.end) + "] (docs/format-kvs.md)");
+      return "tensor '" + t.name + "' is " + quote(e.dump(), 64) + ", expected dtype " + t.dtype + " shape " +
+             json(t.shape).dump() + " data_offsets [" + std::to_string(t.begin) + "," + std::to_string(t.end) +
+             "] (docs/format-kvs.md)";
   }
   if (header.size() != slots.size() + 1)
     for (const auto& [key, value] : header.items()) {
       bool known = key == "__metadata__";
       for (const kvs::TensorSlot& t : slots) known = known || key == t.name;
-      if (!known) fail("unexpected tensor " + quote(key, 64));
+      if (!known) return "unexpected tensor " + quote(key, 64);
     }
+  return "";
 }
 
-State Reader::read(std::vector<kvs::DeferredChecksum>* deferred) {
+State Reader::read(std::vector<kvs::DeferredChecksum>* deferred, KeyOrder* order) {
   const uint64_t n = header_length();
   const json header = parse_header(n);
-  const std::map<std::string, std::string> meta = metadata(header);
+  const std::map<std::string, std::string> meta = metadata(header, n);
 
   State s;
   const StateArch& a = s.arch;
   // Version 3 adds budgeted states: their book in metadata and three tensors.
   const bool budgeted = meta.at("format_version") != "2" && meta.count(kvs::kBudgetPolicy) > 0;
-  const kvs::MetadataValues::Sizes sizes = values(meta).read_state(s, budgeted);
+  KeyOrder key_order = KeyOrder::Gguf;
+  const kvs::MetadataValues::Sizes sizes = values(meta).read_state(s, budgeted, &key_order);
+  if (order) *order = key_order;
   const int64_t n_tokens = sizes.n_tokens;
   const uint64_t kv_slots = sizes.slots;
   const std::optional<uint64_t> book_slots = budgeted ? std::optional<uint64_t>(kv_slots) : std::nullopt;
@@ -220,13 +240,23 @@ State Reader::read(std::vector<kvs::DeferredChecksum>* deferred) {
     fail("truncated file (" + std::to_string(m_.size) + " bytes; its header describes more than that)");
   const std::vector<kvs::TensorSlot> slots = kvs::tensor_layout(a, uint64_t(n_tokens), logits_len, book_slots);
   const uint64_t data_start = 8 + n, file_size = data_start + slots.back().end;
+  const std::string problem = directory_problem(header, slots);
+  if (m_.size != file_size || data_start % kvs::kAlign != 0 || !problem.empty()) {
+    // A whole safetensors file with kvstash's tensors laid out another way was rewritten by
+    // another tool (e.g. safetensors.numpy.save_file): not damage.
+    const std::string how = kvs::rearranged(header, slots, data_start);
+    if (!how.empty() && kvs::complete_safetensors(header, n, m_.size))
+      fail("a safetensors file with kvstash.state metadata and tensors, but not kvstash's layout (" + how +
+               "): rewritten by another tool? kvstash reads only its own tensor order, padding and 64-byte alignment: "
+           "docs/format-kvs.md", ErrorKind::NotSupported);
+  }
   if (m_.size < file_size)
     fail("truncated file (" + std::to_string(m_.size) + " bytes, expected " + std::to_string(file_size) + ")");
   if (m_.size > file_size)
     fail(std::to_string(m_.size - file_size) + " unexpected bytes after the last tensor (expected " +
          std::to_string(file_size) + " bytes)");
   if (data_start % kvs::kAlign != 0) fail("corrupt header (data does not start at a multiple of 64 bytes)");
-  check_directory(header, slots);
+  if (!problem.empty()) fail(problem);
 
   const uint8_t* data = m_.data + data_start;
   for (const kvs::TensorSlot& t : slots) {
@@ -286,6 +316,12 @@ State Reader::read(std::vector<kvs::DeferredChecksum>* deferred) {
       (t.name[0] == 'k' ? k : v)[std::stoul(t.name.substr(2))] =
           reinterpret_cast<const uint16_t*>(data + t.begin);
   set_views(s, m_.keep, std::move(k), std::move(v));
+  if (key_order == KeyOrder::HuggingFace && !deferred && s.kv_elements() > 0) {  // verified above
+    const kvs::KeyBuffer keys = kvs::allocate_keys(s);
+    const size_t hd = size_t(a.head_dim);
+    for (int l = 0; l < a.n_layer; ++l) kvs::keys_from_hf(s.k(l), keys.layer(l), s.kv_elements() / hd, hd);
+    kvs::use_keys(s, keys, m_.keep);
+  }
   check_state(s, path_ + ": invalid state", ErrorKind::Corruption);
   return s;
 }
@@ -313,9 +349,30 @@ State load_state(const std::string& path) {
 kvs::UnverifiedKv kvs::open_unverified_kv(const std::string& path) {
   const Mapping m = map_file(path, false);
   UnverifiedKv u;
-  u.state = Reader(path, m).read(&u.sums);
+  u.state = Reader(path, m).read(&u.sums, &u.key_order);
   u.fd = m.fd;
+  u.mapping = m.keep;
   return u;
+}
+
+kvs::KeyBuffer kvs::allocate_keys(const State& s) {
+  KeyBuffer b;
+  b.stride = (s.kv_elements() + 31) / 32 * 32;  // 64 bytes: every layer starts aligned
+  const size_t bytes = std::max<size_t>(b.stride * size_t(std::max(s.arch.n_layer, 0)) * sizeof(uint16_t), 64);
+  auto* p = static_cast<uint16_t*>(::operator new(bytes, std::align_val_t(64)));
+  b.base = std::shared_ptr<uint16_t>(p, [](uint16_t* q) { ::operator delete(q, std::align_val_t(64)); });
+  return b;
+}
+
+void kvs::use_keys(State& s, const KeyBuffer& keys, std::shared_ptr<const void> mapping) {
+  std::vector<const uint16_t*> k(size_t(s.arch.n_layer)), v(size_t(s.arch.n_layer));
+  for (int l = 0; l < s.arch.n_layer; ++l) {
+    k[size_t(l)] = keys.layer(l);
+    v[size_t(l)] = s.v(l);
+  }
+  using Both = std::pair<std::shared_ptr<const void>, std::shared_ptr<uint16_t>>;
+  auto both = std::make_shared<Both>(std::move(mapping), keys.base);
+  set_views(s, std::move(both), std::move(k), std::move(v));
 }
 
 }  // namespace kvstash

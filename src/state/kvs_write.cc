@@ -16,11 +16,6 @@ static_assert(std::endian::native == std::endian::little, "kvstash .kvs I/O assu
 
 namespace {
 
-struct Piece {
-  const uint8_t* data;
-  size_t size;
-};
-
 template <class T>
 std::vector<uint8_t> encode_le32(const std::vector<T>& values) {
   static_assert(sizeof(T) == 4);
@@ -52,10 +47,14 @@ StateOutput::StateOutput(const std::string& path) : path_(path), file_(std::make
 
 StateOutput::~StateOutput() = default;
 
-void StateOutput::commit(const State& s) {
+void StateOutput::commit(const State& s, const StateSaveOptions& options) {
   if (!file_) throw Error(ErrorKind::Internal, path_ + ": state already committed");
   check_state(s, path_ + ": cannot save state", ErrorKind::InvalidArgument);
   const StateArch& a = s.arch;
+  const bool hf = options.key_order == KeyOrder::HuggingFace;
+  if (hf && a.head_dim % 2 != 0)
+    throw Error(ErrorKind::InvalidArgument, path_ + ": cannot save keys in Hugging Face order with an odd head_dim (" +
+                                                std::to_string(a.head_dim) + ")");
   const std::vector<uint8_t> logits = encode_le32(s.logits), tokens = encode_le32(s.tokens),
                              positions = encode_le32(s.positions);
   static const uint8_t zeros[kvs::kAlign] = {};
@@ -69,31 +68,30 @@ void StateOutput::commit(const State& s) {
   const std::optional<uint64_t> book_slots =
       s.book ? std::optional<uint64_t>(uint64_t(s.kv_entries())) : std::nullopt;
   const std::vector<kvs::TensorSlot> slots = kvs::tensor_layout(a, uint64_t(s.size()), s.logits.size(), book_slots);
-  std::vector<Piece> data;
-  for (size_t i = 0; i < slots.size(); ++i) {
-    const kvs::TensorSlot& t = slots[i];
-    const size_t bytes = size_t(t.end - t.begin);
-    const uint8_t* p;
-    if (t.padding()) p = zeros;
-    else if (t.name == "logits") p = logits.data();
-    else if (t.name == "tokens") p = tokens.data();
-    else if (t.name == "positions") p = positions.data();
-    else if (t.name == "book.entry") p = book_entry.data();
-    else if (t.name == "book.score") p = book_score.data();
-    else if (t.name == "book.merged") p = book_merged.data();
-    else {  // "k.L" or "v.L", in layer order
-      const int layer = std::stoi(t.name.substr(2));
-      p = reinterpret_cast<const uint8_t*>(t.name[0] == 'k' ? s.k(layer) : s.v(layer));
-    }
-    data.push_back({p, bytes});
-  }
+  // Hugging Face-ordered keys are permuted one layer at a time into `scratch`, once to hash and
+  // once to write: one layer of extra memory instead of a copy of every K.
+  std::vector<uint16_t> scratch;
+  auto bytes_of = [&](const kvs::TensorSlot& t) -> const uint8_t* {
+    if (t.padding()) return zeros;
+    if (t.name == "logits") return logits.data();
+    if (t.name == "tokens") return tokens.data();
+    if (t.name == "positions") return positions.data();
+    if (t.name == "book.entry") return book_entry.data();
+    if (t.name == "book.score") return book_score.data();
+    if (t.name == "book.merged") return book_merged.data();
+    const int layer = std::stoi(t.name.substr(2));  // "k.L" or "v.L"
+    if (t.name[0] == 'v') return reinterpret_cast<const uint8_t*>(s.v(layer));
+    if (!hf || s.kv_elements() == 0) return reinterpret_cast<const uint8_t*>(s.k(layer));
+    scratch.resize(s.kv_elements());
+    kvs::keys_to_hf(s.k(layer), scratch.data(), s.kv_elements() / size_t(a.head_dim), size_t(a.head_dim));
+    return reinterpret_cast<const uint8_t*>(scratch.data());
+  };
 
-  std::map<std::string, std::string> meta = kvs::state_metadata(s);
+  std::map<std::string, std::string> meta = kvs::state_metadata(s, options.key_order);
   meta["format"] = kvs::kFormatName;
   meta["format_version"] = std::to_string(kvs::kVersion);
-  for (size_t i = 0; i < slots.size(); ++i)
-    if (!slots[i].padding())
-      meta[kvs::kChecksumPrefix + slots[i].name] = kvs::hash_hex64(data[i].data, data[i].size);
+  for (const kvs::TensorSlot& t : slots)
+    if (!t.padding()) meta[kvs::kChecksumPrefix + t.name] = kvs::hash_hex64(bytes_of(t), size_t(t.end - t.begin));
   meta[kvs::kMetadataChecksumKey] = kvs::metadata_checksum(meta);
 
   nlohmann::ordered_json header;
@@ -108,11 +106,13 @@ void StateOutput::commit(const State& s) {
 
   file_->write(len, 8);
   file_->write(json.data(), json.size());
-  for (const Piece& p : data) file_->write(p.data, p.size);
+  for (const kvs::TensorSlot& t : slots) file_->write(bytes_of(t), size_t(t.end - t.begin));
   file_->commit();
   file_.reset();
 }
 
-void save_state(const State& state, const std::string& path) { StateOutput(path).commit(state); }
+void save_state(const State& state, const std::string& path, const StateSaveOptions& options) {
+  StateOutput(path).commit(state, options);
+}
 
 }  // namespace kvstash

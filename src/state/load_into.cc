@@ -14,6 +14,7 @@
 
 #include "kvstash/error.h"
 #include "kvstash/thread_pool.h"
+#include "state/kvs_format.h"
 #include "state/kvs_read.h"
 #include "state/restore_parts.h"
 
@@ -60,9 +61,11 @@ void read_runs(int fd, const kvs::DeferredChecksum& sum, std::vector<iovec> runs
   }
 }
 
-// Reads one tensor into the blocks and says whether its bytes hash to the stored checksum.
+// Reads one tensor into the blocks and says whether its bytes hash to the stored checksum. Keys
+// stored in Hugging Face order (hf_keys set) are then permuted in the blocks, after the hash of
+// the bytes as written, and copied to hf_keys for the returned state.
 bool read_and_verify(int fd, const kvs::DeferredChecksum& sum, Sequence& seq, int layer, bool key,
-                     int64_t slots, const std::string& path) {
+                     int64_t slots, const std::string& path, uint16_t* hf_keys) {
   const std::vector<iovec> runs = runs_of(seq, layer, key, slots);
   read_runs(fd, sum, runs, path);
   std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> st(XXH3_createState(), XXH3_freeState);
@@ -71,7 +74,17 @@ bool read_and_verify(int fd, const kvs::DeferredChecksum& sum, Sequence& seq, in
   for (const iovec& r : runs) XXH3_64bits_update(st.get(), r.iov_base, r.iov_len);
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(XXH3_64bits_digest(st.get())));
-  return sum.hex == hex;
+  if (sum.hex != hex) return false;
+  if (key && hf_keys) {
+    const size_t hd = size_t(seq.pool().shape().head_dim);
+    for (const iovec& r : runs) {  // runs are whole rows, in file order
+      auto* row = static_cast<uint16_t*>(r.iov_base);
+      kvs::keys_from_hf_in_place(row, r.iov_len / 2 / hd, hd);
+      std::memcpy(hf_keys, row, r.iov_len);
+      hf_keys += r.iov_len / 2;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -87,10 +100,16 @@ State load_state_into(const std::string& path, const Model& model, int64_t n_ctx
     throw Error(ErrorKind::Internal, path + ": K/V checksums missing");
   for (const kvs::DeferredChecksum& sum : u.sums)  // the reader checked the layout; the runs rely on it
     if (sum.bytes != s.kv_elements() * 2) throw Error(ErrorKind::Internal, path + ": K/V tensor size mismatch");
+  // The returned state's K from a Hugging Face-ordered file: the permuted blocks, copied.
+  const bool hf = u.key_order == KeyOrder::HuggingFace;
+  const kvs::KeyBuffer keys = hf ? kvs::allocate_keys(s) : kvs::KeyBuffer{};
   std::vector<uint8_t> bad(u.sums.size(), 0);
   auto tensors = [&](int64_t begin, int64_t end, int) {
-    for (int64_t i = begin; i < end; ++i)
-      bad[size_t(i)] = !read_and_verify(*u.fd, u.sums[size_t(i)], seq, int(i / 2), i % 2 == 0, slots, path);
+    for (int64_t i = begin; i < end; ++i) {
+      const int layer = int(i / 2);
+      bad[size_t(i)] = !read_and_verify(*u.fd, u.sums[size_t(i)], seq, layer, i % 2 == 0, slots, path,
+                                        hf ? keys.layer(layer) : nullptr);
+    }
   };
   try {
     if (threads)
@@ -106,6 +125,7 @@ State load_state_into(const std::string& path, const Model& model, int64_t n_ctx
       seq = Sequence(seq.pool());  // part of the K/V is corrupt: keep none of it
       throw Error(ErrorKind::Corruption, path + ": checksum mismatch in tensor '" + u.sums[i].tensor + "' (file corrupted)");
     }
+  if (hf) kvs::use_keys(s, keys, u.mapping);
   return std::move(s);
 }
 

@@ -17,7 +17,7 @@ namespace {
 struct PrefillArgs {
   ModelOptions model;
   BudgetFlags budget;
-  std::string file, prompt, out;
+  std::string file, prompt, out, key_order = "gguf";
   KvzFlags kvz;
   bool json = false;
 };
@@ -30,6 +30,8 @@ Command add_prefill(CLI::App& app) {
   auto* prompt = sub->add_option("-p,--prompt", a->prompt, "prefix text");
   file->excludes(prompt);
   sub->add_option("-o,--out", a->out, "state file to write (.kvs, or .kvz: compressed)")->required();
+  auto* key_order = sub->add_option("--key-order", a->key_order,
+                                    "order of each key vector in a .kvs: gguf (default) or hf (Hugging Face's rotate-half)");
   add_kvz_flags(*sub, a->kvz);
   sub->add_flag("--json", a->json, "print prompt_tokens, n_ctx, bytes, seconds, tokens_per_s as JSON");
   add_model_options(*sub, a->model);
@@ -37,13 +39,18 @@ Command add_prefill(CLI::App& app) {
                   "KV cache size in tokens, recorded in the state (default: the prefix, up to the training context); "
                   "with --kv-budget the most tokens the stream may reach");
   add_budget_options(*sub, a->budget);
-  return [a, file, prompt]() {
+  return [a, file, prompt, key_order]() {
     if (file->count() == 0 && prompt->count() == 0) throw Error(ErrorKind::InvalidArgument, "prefill needs --file or --prompt");
     const KvBudget budget = budget_from_flags(a->budget);
     // A path that cannot be written fails here, before any work; so do .kvz flags for a .kvs.
     const bool kvz = has_kvz_extension(a->out);
     if (!kvz && (!a->kvz.levels.empty() || a->kvz.lossless || a->kvz.chunk->count() > 0))
       throw Error(ErrorKind::InvalidArgument, "--level, --lossless and --chunk-tokens apply to a .kvz output only");
+    if (a->key_order != "gguf" && a->key_order != "hf")
+      throw Error(ErrorKind::InvalidArgument, "--key-order must be gguf or hf, got '" + a->key_order + "'");
+    if (kvz && key_order->count() > 0) throw Error(ErrorKind::InvalidArgument, "--key-order applies to a .kvs output only");
+    StateSaveOptions save;
+    save.key_order = a->key_order == "hf" ? KeyOrder::HuggingFace : KeyOrder::Gguf;
     const KvzOptions kvz_opts = kvz ? kvz_options(a->kvz) : KvzOptions{};
     std::unique_ptr<StateOutput> out_kvs = kvz ? nullptr : std::make_unique<StateOutput>(a->out);
     std::unique_ptr<KvzOutput> out_kvz = kvz ? std::make_unique<KvzOutput>(a->out) : nullptr;
@@ -65,7 +72,7 @@ Command add_prefill(CLI::App& app) {
       o.threads = l.threads.get();
       out_kvz->commit(state, o);
     } else {
-      out_kvs->commit(state);
+      out_kvs->commit(state, save);
     }
     const int64_t bytes = file_size(a->out);
     if (a->json) {
