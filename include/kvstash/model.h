@@ -49,11 +49,19 @@ struct LayerWeights {
   Weight wq, wk, wv, wo, w_gate, w_up, w_down;
 };
 
+struct ModelOptions {
+  // Dequantize every weight matrix to f32 at load (4 bytes per weight), so that matrix products take
+  // f32 activations instead of 8-bit ones: the arithmetic of Hugging Face transformers on the same
+  // GGUF (which dequantizes it), for states that transformers continues as it would its own. Slower
+  // and bigger; the fingerprint is the file's, as the weights' values are the same.
+  bool float_weights = false;
+};
+
 class Model {
  public:
   // Loads and validates a GGUF model and computes its fingerprint (one pass over the weights);
   // throws Error with a one-line cause.
-  static std::unique_ptr<Model> load(const std::string& path);
+  static std::unique_ptr<Model> load(const std::string& path, const ModelOptions& options = {});
 
   const ModelConfig& config() const { return config_; }
   const Fingerprint& fingerprint() const { return fingerprint_; }
@@ -77,6 +85,7 @@ class Model {
   std::vector<float> output_norm_;
   std::vector<LayerWeights> layers_;
   std::vector<double> rope_inv_freq_;
+  std::vector<std::vector<float>> float_weights_;  // ModelOptions::float_weights: the dequantized matrices
 };
 
 // The model path used when none is given: $KVSTASH_MODEL, else the one the set-up fetched.

@@ -38,9 +38,17 @@ std::vector<float> vector_f32(const GgufFile& f, const std::string& name, int64_
   return out;
 }
 
+// Replaces w by its f32 values in storage the model owns.
+void dequantize_weight(Weight& w, std::vector<std::vector<float>>& store) {
+  if (w.type == DType::F32) return;
+  std::vector<float>& values = store.emplace_back(size_t(w.rows) * size_t(w.cols));
+  for (int64_t r = 0; r < w.rows; ++r) dequantize_row(w.type, w.row(r), values.data() + size_t(r) * size_t(w.cols), w.cols);
+  w = Weight{DType::F32, w.cols, w.rows, size_t(w.cols) * sizeof(float), reinterpret_cast<const uint8_t*>(values.data())};
+}
+
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
+std::unique_ptr<Model> Model::load(const std::string& path, const ModelOptions& options) {
   std::unique_ptr<Model> m(new Model());
   m->file_ = GgufFile::open(path);
   const GgufFile& f = *m->file_;
@@ -87,6 +95,14 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     m->rope_inv_freq_.push_back(std::pow(double(c.rope_base), -2.0 * i / c.n_rot) /
                                 double(factors[size_t(i)]) / double(c.rope_linear_scale));
   m->fingerprint_ = compute_fingerprint(f, c);
+  if (options.float_weights) {
+    const bool tied = m->output_.data == m->token_embd_.data;
+    dequantize_weight(m->token_embd_, m->float_weights_);
+    if (tied) m->output_ = m->token_embd_;
+    else dequantize_weight(m->output_, m->float_weights_);
+    for (LayerWeights& l : m->layers_)
+      for (Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) dequantize_weight(*w, m->float_weights_);
+  }
   return m;
 }
 
