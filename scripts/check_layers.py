@@ -52,6 +52,15 @@ def main(root):
                 errors.append(f"{rel}: includes {inc}, which has no layer")
             elif r > own:
                 errors.append(f"{rel}: includes {inc} from a higher layer ({LAYERS[r][0]} > {LAYERS[own][0]})")
+    # The CLI and the Python module sit above every layer and use the public API only.
+    for top in ("tools", "python/src"):
+        for path in (root / top).rglob("*"):
+            if path.suffix not in (".cc", ".h"):
+                continue
+            files.append(path)
+            for inc in re.findall(r'^#include "([^"]+)"', path.read_text(), re.M):
+                if inc.split("/")[0] in RANK:
+                    errors.append(f"{path.relative_to(root)}: includes {inc}, a library-internal header (use include/kvstash/)")
     for e in errors:
         print(e)
     print(f"{len(files)} files checked, {len(errors)} upward includes")

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 demo=1
 [ "${1:-}" = "--no-demo" ] && demo=0
 
-packages=(build-essential cmake pkg-config git python3 python3-venv python3-pip libgtest-dev
+packages=(build-essential cmake pkg-config git python3 python3-dev python3-venv python3-pip libgtest-dev
           nlohmann-json3-dev libcli11-dev libpcre2-dev libxxhash-dev libzstd-dev libhwy-dev bible-kjv
           clang libclang-rt-14-dev)
 missing=()

@@ -14,5 +14,7 @@ export KVSTASH_TEST_PYTHON="$PWD/.venv-test/bin/python"
 bash scripts/make_synthetic_model.sh --shape 1b --quant q4_k_m >/dev/null
 export KVSTASH_REQUIRE_SYNTHETIC=1
 ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 1800
+# The Python module (pip install .) and its tests, Hugging Face interop included.
+bash scripts/test_python.sh
 # ASan+UBSan tests and bounded fuzzing (scripts/sanitize_and_fuzz.sh); KVSTASH_SKIP_SANITIZE=1 skips.
 if [ "${KVSTASH_SKIP_SANITIZE:-0}" != 1 ]; then bash scripts/sanitize_and_fuzz.sh; fi
