@@ -3,6 +3,7 @@
 #pragma once
 #include <nanobind/nanobind.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,6 +42,11 @@ struct PyModel {
 GenerateOptions generate_options(int max_tokens, double temperature, double top_p, int top_k, double min_p,
                                  double repeat_penalty, uint64_t seed, const std::vector<std::string>& stop,
                                  bool ignore_eos);
+
+// One continuation of `state` (restored once, then forked) or, for a null state, of nothing.
+// The caller holds m.mutex.
+Continuation run_generate(PyModel& m, const std::shared_ptr<const State>& state, const std::string& prompt,
+                          const GenerateOptions& options, const std::function<void(const std::string&)>& on_text);
 
 // Called with the GIL released: takes it and raises KeyboardInterrupt (as nb::python_error) when
 // Ctrl-C was pressed, so that long calls stop cleanly between chunks and tokens.

@@ -23,6 +23,16 @@ void PyModel::drop_loaded() {
   loaded_for.reset();
 }
 
+Continuation run_generate(PyModel& m, const std::shared_ptr<const State>& state, const std::string& prompt,
+                          const GenerateOptions& options, const std::function<void(const std::string&)>& on_text) {
+  if (state) return m.prefix_for(state).generate(prompt, options, on_text);
+  m.drop_loaded();
+  Sequence seq = m.engine->new_sequence();
+  Continuation c;
+  c.result = generate(*m.engine, seq, prompt_tokens(m.model->tokenizer(), prompt), options, on_text);
+  return c;
+}
+
 void check_signals() {
   nb::gil_scoped_acquire gil;
   if (PyErr_CheckSignals() != 0) throw nb::python_error();
@@ -75,18 +85,6 @@ std::vector<Token> tokens_of(const Model& model, const nb::handle& text_or_token
   if (!nb::try_cast(text_or_tokens, tokens))
     throw nb::type_error("expected a str or a sequence of int token ids");
   return tokens;
-}
-
-// One continuation of `state` (or of nothing), checking for Ctrl-C at every piece of text.
-Continuation run_generate(PyModel& m, const std::shared_ptr<const State>& state, const std::string& prompt,
-                          const GenerateOptions& options) {
-  const auto on_text = [](const std::string&) { check_signals(); };
-  if (state) return m.prefix_for(state).generate(prompt, options, on_text);
-  m.drop_loaded();
-  Sequence seq = m.engine->new_sequence();
-  Continuation c;
-  c.result = generate(*m.engine, seq, prompt_tokens(m.model->tokenizer(), prompt), options, on_text);
-  return c;
 }
 
 void init_model(PyModel* self, const std::optional<std::string>& path, const std::optional<int>& threads,
@@ -227,7 +225,8 @@ void bind_model(nb::module_& m) {
             {
               nb::gil_scoped_release release;
               std::lock_guard lock(s.mutex);
-              for (const std::string& p : prompts) out.push_back(run_generate(s, st, p, o));
+              const auto on_text = [](const std::string&) { check_signals(); };  // Ctrl-C between pieces
+              for (const std::string& p : prompts) out.push_back(run_generate(s, st, p, o, on_text));
             }
             if (!many) return nb::cast(std::move(out[0]));
             return nb::cast(std::move(out));

@@ -74,14 +74,7 @@ class PyStream {
     std::exception_ptr error;
     try {
       std::lock_guard model_lock(model.mutex);
-      if (state) {
-        result = model.prefix_for(state).generate(prompt, options, on_text);
-      } else {
-        model.drop_loaded();
-        Sequence seq = model.engine->new_sequence();
-        result.emplace();
-        result->result = generate(*model.engine, seq, prompt_tokens(model.model->tokenizer(), prompt), options, on_text);
-      }
+      result = run_generate(model, state, prompt, options, on_text);
     } catch (const Cancelled&) {
     } catch (...) {
       error = std::current_exception();
