@@ -16,8 +16,6 @@ if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transf
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
-# The second model of the set-up (same architecture, other weights): for ModelMismatchError.
-OTHER_MODEL = MODELS / "smollm2-135m.Q8_0.gguf"
 
 # A fixed English paragraph (about 150 tokens), so that no test depends on a system package.
 STORY = (
@@ -28,6 +26,17 @@ STORY = (
     "for a reward. One winter a dragon came down from the northern mountains and burned the farms near "
     "the river, and the king called Sir Roland to the castle."
 )
+
+
+@pytest.fixture(scope="session")
+def other_model(model, tmp_path_factory):
+    """Another model for ModelMismatchError: the default model's file with one byte of tensor data
+    changed (the middle of the file lies in the weights), as tests/state_file_test.cc makes it."""
+    path = tmp_path_factory.mktemp("other") / "other.gguf"
+    data = bytearray(pathlib.Path(model.path).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(data)
+    return kvstash.Model(str(path), ctx=1024, threads=1)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import kvstash
-from conftest import OTHER_MODEL, ROOT, STORY
+from conftest import ROOT, STORY
 
 GREEDY = dict(temperature=0, max_tokens=16)
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -566,13 +566,11 @@ def test_stream_keeps_model_alive(story):
     assert len(list(s)) >= 1 and len(s.completion.tokens) == 5
 
 
-def test_stream_errors(model, story_state):
+def test_stream_errors(model, other_model, story_state):
     with pytest.raises(kvstash.InvalidArgumentError):
         model.stream(story_state, "x", temperature=-1)
-    other = kvstash.Model(str(OTHER_MODEL), ctx=1024, threads=1) if OTHER_MODEL.is_file() else None
-    if other is not None:
-        with pytest.raises(kvstash.ModelMismatchError):
-            list(other.stream(story_state, " x", max_tokens=4))
+    with pytest.raises(kvstash.ModelMismatchError):
+        list(other_model.stream(story_state, " x", max_tokens=4))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -652,9 +650,8 @@ def test_damaged_kvz_file(story_state, tmp_path):
             kvstash.load_state(str(bad))
 
 
-@pytest.mark.skipif(not OTHER_MODEL.is_file(), reason="models/smollm2-135m.Q8_0.gguf is missing")
-def test_model_mismatch(model, story_state, tmp_path):
-    other = kvstash.Model(str(OTHER_MODEL), ctx=1024, threads=1)
+def test_model_mismatch(model, other_model, story_state, tmp_path):
+    other = other_model
     assert other.fingerprint != model.fingerprint
     with pytest.raises(kvstash.ModelMismatchError) as e:
         other.generate(story_state, " The knight", max_tokens=4)
