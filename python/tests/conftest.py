@@ -28,6 +28,13 @@ STORY = (
 )
 
 
+def subprocess_env():
+    """The environment of a child interpreter that imports the same kvstash as this one: the
+    installed package, or python/ of a build tree (PYTHONPATH=python)."""
+    where = str(pathlib.Path(kvstash.__file__).resolve().parents[1])
+    return dict(os.environ, PYTHONPATH=where + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
 @pytest.fixture(scope="session")
 def other_model(model, tmp_path_factory):
     """Another model for ModelMismatchError: the default model's file with one byte of tensor data

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import kvstash
-from conftest import ROOT, STORY
+from conftest import ROOT, STORY, subprocess_env
 
 GREEDY = dict(temperature=0, max_tokens=16)
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -23,7 +23,7 @@ DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def run_python(code, timeout=60, **kwargs):
     """Runs `code` in a fresh interpreter that imports this checkout's kvstash."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = subprocess_env()
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=str(ROOT), **kwargs)
 
@@ -831,7 +831,7 @@ def test_ctrl_c_stops_process_prefix():
         c = m.generate(s, " there was", max_tokens=2, temperature=0, ignore_eos=True)
         print("ALIVE2", len(c.tokens), flush=True)
     """
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    env = subprocess_env()
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
     try:
@@ -888,7 +888,7 @@ def test_ctrl_c_stops_stream():
         c = m.generate(None, "Hello", max_tokens=1, temperature=0, ignore_eos=True)
         print("ALIVE", len(c.tokens), flush=True)
     """
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    env = subprocess_env()
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
     try:

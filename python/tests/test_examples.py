@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, subprocess_env
 
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("hf_"))
 
 
 def run_example(path, *args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = subprocess_env()
     r = subprocess.run([sys.executable, str(path), *map(str, args)], capture_output=True, text=True, cwd=str(cwd),
                        env=env, timeout=180)
     assert r.returncode == 0, f"{path.name} exited {r.returncode}\n{r.stdout}\n{r.stderr}"
