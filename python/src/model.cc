@@ -3,7 +3,11 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <sched.h>
+
+#include <algorithm>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "bindings.h"
@@ -87,9 +91,29 @@ std::vector<Token> tokens_of(const Model& model, const nb::handle& text_or_token
   return tokens;
 }
 
+int available_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// The thread count to use: more threads than cores only wait on each other (as the CLI says too).
+int thread_count(const std::optional<int>& requested) {
+  if (requested && *requested < 0)
+    throw Error(ErrorKind::InvalidArgument, "threads must be >= 0, got " + std::to_string(*requested));
+  const int cores = available_cores();
+  if (!requested || *requested == 0) return cores;
+  if (*requested <= cores) return *requested;
+  const std::string note = "kvstash: using " + std::to_string(cores) + " threads, not " + std::to_string(*requested) +
+                           ": " + std::to_string(cores) + " cores are available";
+  if (PyErr_WarnEx(PyExc_RuntimeWarning, note.c_str(), 1) != 0) throw nb::python_error();
+  return cores;
+}
+
 void init_model(PyModel* self, const std::optional<std::string>& path, const std::optional<int>& threads,
-                const std::optional<int64_t>& ctx, const std::optional<std::string>& simd, bool float_weights) {
-  if (threads && *threads < 0) throw Error(ErrorKind::InvalidArgument, "threads must be >= 0, got " + std::to_string(*threads));
+                const std::optional<int64_t>& ctx, const std::optional<std::string>& simd, bool float_weights,
+                bool ctx_beyond_training) {
+  const int n_threads = thread_count(threads);
   if (ctx && *ctx <= 0) throw Error(ErrorKind::InvalidArgument, "ctx must be > 0, got " + std::to_string(*ctx));
   EngineOptions options;
   options.n_ctx = ctx.value_or(0);
@@ -103,7 +127,12 @@ void init_model(PyModel* self, const std::optional<std::string>& path, const std
     ModelOptions model_options;
     model_options.float_weights = float_weights;
     model = Model::load(file, model_options);
-    pool = std::make_unique<ThreadPool>(threads.value_or(0));
+    const int64_t train = model->config().n_ctx_train;
+    if (ctx && train > 0 && *ctx > train && !ctx_beyond_training)
+      throw Error(ErrorKind::InvalidArgument, "ctx of " + std::to_string(*ctx) +
+                                                  " tokens is beyond the model's training context of " +
+                                                  std::to_string(train) + " tokens (ctx_beyond_training=True to use it anyway)");
+    pool = std::make_unique<ThreadPool>(n_threads);
     engine = std::make_unique<Engine>(*model, *pool, options);
   }
   new (self) PyModel();
@@ -140,9 +169,11 @@ void bind_model(nb::module_& m) {
                       "A LLaMA-architecture GGUF model with its own inference engine (threads, KV cache of `ctx` tokens).")
       .def("__init__", &init_model, nb::arg("path") = nb::none(), nb::arg("threads") = nb::none(),
            nb::arg("ctx") = nb::none(), nb::arg("simd") = nb::none(), nb::arg("float_weights") = false,
+           nb::arg("ctx_beyond_training") = false,
            "Loads a GGUF model (default: $KVSTASH_MODEL, else the set-up's SmolLM2-135M-Instruct).\n\n"
-           "threads: worker threads (default: one per core); ctx: tokens a sequence may hold (default: the\n"
-           "training context, at most 4096); simd: 'scalar', 'avx2' or 'avx512' (default: the best the CPU has;\n"
+           "threads: worker threads (default: one per available core; more are cut to that with a RuntimeWarning);\n"
+           "ctx: tokens a sequence may hold (default: the training context, at most 4096; beyond the training\n"
+           "context only with ctx_beyond_training=True); simd: 'scalar', 'avx2' or 'avx512' (default: the best the CPU has;\n"
            "every level gives the same bits); float_weights: dequantize the weights to float32 at load and\n"
            "compute with float32 activations, as Hugging Face transformers does on the same GGUF (for states that\n"
            "transformers continues exactly as its own; 4 bytes per weight, slower).")
@@ -151,6 +182,8 @@ void bind_model(nb::module_& m) {
                    "The model's identity (32 hex digits); a state is only continued by the model that made it.")
       .def_prop_ro("ctx", [](const PyModel& s) { return s.engine->n_ctx(); }, "Tokens one sequence may hold.")
       .def_prop_ro("threads", [](const PyModel& s) { return s.engine->n_threads(); })
+      .def_prop_ro("n_ctx_train", [](const PyModel& s) { return s.model->config().n_ctx_train; },
+                   "The context the model was trained with (from the GGUF).")
       .def_prop_ro("n_vocab", [](const PyModel& s) { return s.model->config().n_vocab; })
       .def_prop_ro("n_layer", [](const PyModel& s) { return s.model->config().n_layer; })
       .def_prop_ro("n_head", [](const PyModel& s) { return s.model->config().n_head; })

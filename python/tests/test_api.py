@@ -1007,3 +1007,17 @@ def test_progress_bar_draws_on_a_terminal_only():
     for done in (512, 1024, 2048):
         bar(done, 2048)
     assert pipe.text == []
+
+
+def test_context_beyond_training_is_refused_unless_asked(model):
+    train = model.n_ctx_train
+    with pytest.raises(kvstash.InvalidArgumentError, match=f"training context of {train} tokens"):
+        kvstash.Model(ctx=train + 1)
+    assert kvstash.Model(ctx=train + 1, ctx_beyond_training=True, threads=1).ctx == train + 1
+
+
+def test_more_threads_than_cores_are_cut_with_a_warning():
+    cores = len(os.sched_getaffinity(0))
+    with pytest.warns(RuntimeWarning, match=f"using {cores} threads, not {cores + 7}"):
+        m = kvstash.Model(ctx=64, threads=cores + 7)
+    assert m.threads == cores
