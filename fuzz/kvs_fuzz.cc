@@ -119,21 +119,28 @@ void check_loaded(const State& s, size_t file_size) {
   if (s.positions.size() != n || (n > 0 && s.logits.size() != size_t(s.arch.n_vocab))) __builtin_trap();
   if (n > 0 && !s.has_kv()) __builtin_trap();
   if (!s.has_kv()) return;
-  // K/V views lie inside one file-sized mapping and do not overlap; read every value.
-  std::vector<std::pair<const uint16_t*, const uint16_t*>> ranges;
+  // V views lie inside the file's mapping, K views too or (key_order hf: permuted on load) inside
+  // one owned buffer; each group spans at most the file's size, and no two views overlap.
+  using Range = std::pair<const uint16_t*, const uint16_t*>;
+  std::vector<Range> all, group[2];
   uint32_t sum = 0;
   for (int l = 0; l < s.arch.n_layer; ++l)
-    for (const uint16_t* p : {s.k(l), s.v(l)}) {
+    for (int g = 0; g < 2; ++g) {
+      const uint16_t* p = g == 0 ? s.k(l) : s.v(l);
       if (p == nullptr || reinterpret_cast<uintptr_t>(p) % 64 != 0) __builtin_trap();
-      ranges.push_back({p, p + s.kv_elements()});
+      group[g].push_back({p, p + s.kv_elements()});
+      all.push_back(group[g].back());
       for (size_t i = 0; i < s.kv_elements(); ++i) sum += p[i];
     }
-  std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i)
-    if (ranges[i].first < ranges[i - 1].second) __builtin_trap();
-  if (size_t(reinterpret_cast<const uint8_t*>(ranges.back().second) -
-             reinterpret_cast<const uint8_t*>(ranges.front().first)) > file_size)
-    __builtin_trap();
+  std::sort(all.begin(), all.end());
+  for (size_t i = 1; i < all.size(); ++i)
+    if (all[i].first < all[i - 1].second) __builtin_trap();
+  for (std::vector<Range>& ranges : group) {
+    std::sort(ranges.begin(), ranges.end());
+    if (size_t(reinterpret_cast<const uint8_t*>(ranges.back().second) -
+               reinterpret_cast<const uint8_t*>(ranges.front().first)) > file_size)
+      __builtin_trap();
+  }
   asm volatile("" : : "r"(sum));
 }
 
