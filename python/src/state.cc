@@ -67,31 +67,6 @@ void copy_layers(const std::vector<F16In>& arrays, bool key, State& s) {
   }
 }
 
-// The last entry's logits from the engine: the first n - 1 entries restored, the last token run.
-std::vector<float> last_logits(PyModel& m, const State& s) {
-  State head;
-  head.model_fingerprint = s.model_fingerprint;
-  head.arch = s.arch;
-  head.n_ctx = s.n_ctx;
-  head.tokens.assign(s.tokens.begin(), s.tokens.end() - 1);
-  head.positions.assign(s.positions.begin(), s.positions.end() - 1);
-  Sequence seq = m.engine->new_sequence();
-  if (head.size() > 0) {
-    head.allocate_kv();
-    const size_t per_head = size_t(head.size()) * size_t(s.arch.head_dim);
-    const size_t per_head_full = size_t(s.size()) * size_t(s.arch.head_dim);
-    for (int l = 0; l < s.arch.n_layer; ++l)
-      for (int h = 0; h < s.arch.n_head_kv; ++h) {
-        std::memcpy(head.mutable_k(l) + h * per_head, s.k(l) + h * per_head_full, per_head * 2);
-        std::memcpy(head.mutable_v(l) + h * per_head, s.v(l) + h * per_head_full, per_head * 2);
-      }
-    head.logits.assign(size_t(s.arch.n_vocab), 0.0f);  // not used: the last token is run next
-    restore(head, *m.model, m.engine->n_ctx(), seq);
-  }
-  const float* logits = m.engine->forward(seq, &s.tokens.back(), 1);
-  return std::vector<float>(logits, logits + s.arch.n_vocab);
-}
-
 PyState state_from_arrays(PyModel& m, const std::vector<Token>& tokens, const std::vector<F16In>& keys,
                           const std::vector<F16In>& values, const std::optional<std::vector<float>>& logits,
                           const std::optional<std::vector<int32_t>>& positions) {
@@ -115,13 +90,17 @@ PyState state_from_arrays(PyModel& m, const std::vector<Token>& tokens, const st
   if (logits && int(logits->size()) != s->arch.n_vocab)
     throw Error(ErrorKind::InvalidArgument, "logits: expected " + std::to_string(s->arch.n_vocab) + " values, got " +
                                                 std::to_string(logits->size()));
+  s->logits = logits ? *logits : std::vector<float>(size_t(s->arch.n_vocab), 0.0f);
   nb::gil_scoped_release release;
   std::lock_guard lock(m.mutex);
   m.drop_loaded();
-  s->logits = logits ? *logits : last_logits(m, *s);
-  // Every check restore makes (positions, sizes, values), before anyone saves it.
-  Sequence probe = m.engine->new_sequence();
-  restore(*s, *m.model, m.engine->n_ctx(), probe);
+  Sequence seq = m.engine->new_sequence();
+  restore(*s, *m.model, m.engine->n_ctx(), seq);  // every check restore makes, before anyone saves it
+  if (!logits) {  // the engine's: the first n - 1 entries restored, the last token run again
+    seq.truncate(s->size() - 1);
+    const float* l = m.engine->forward(seq, &s->tokens.back(), 1);
+    s->logits.assign(l, l + s->arch.n_vocab);
+  }
   return PyState{std::move(s)};
 }
 

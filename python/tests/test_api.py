@@ -803,6 +803,19 @@ def test_errors_leave_model_usable(model, story_state):
 # Ctrl-C
 
 
+def start_and_interrupt(code):
+    """Runs `code` in a child interpreter, waits for its START line, then presses Ctrl-C (SIGINT)."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=subprocess_env(), cwd=str(ROOT))
+    line = proc.stdout.readline()
+    if not line.startswith("START"):
+        proc.kill()
+        pytest.fail(line + proc.stderr.read())
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    return proc
+
+
 def test_ctrl_c_stops_process_prefix():
     code = f"""
         import time, kvstash
@@ -831,15 +844,9 @@ def test_ctrl_c_stops_process_prefix():
         c = m.generate(s, " there was", max_tokens=2, temperature=0, ignore_eos=True)
         print("ALIVE2", len(c.tokens), flush=True)
     """
-    env = subprocess_env()
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
+    proc = start_and_interrupt(code)
+    sent = time.monotonic()
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("START"), line + proc.stderr.read()
-        time.sleep(0.5)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
         lines = []
         while not lines or not lines[-1].startswith(("START2", "Traceback")):
             line = proc.stdout.readline()
@@ -888,14 +895,8 @@ def test_ctrl_c_stops_stream():
         c = m.generate(None, "Hello", max_tokens=1, temperature=0, ignore_eos=True)
         print("ALIVE", len(c.tokens), flush=True)
     """
-    env = subprocess_env()
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
+    proc = start_and_interrupt(code)
     try:
-        line = proc.stdout.readline()
-        assert line.startswith("START"), line + proc.stderr.read()
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

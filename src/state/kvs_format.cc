@@ -4,7 +4,6 @@
 
 #include <charconv>
 #include <cstdio>
-#include <cstring>
 
 namespace kvstash::kvs {
 
@@ -57,14 +56,6 @@ void keys_from_hf(const uint16_t* hf, uint16_t* gguf, size_t rows, size_t head_d
       gguf[2 * i] = hf[i];
       gguf[2 * i + 1] = hf[i + half];
     }
-}
-
-void keys_from_hf_in_place(uint16_t* rows, size_t n_rows, size_t head_dim) {
-  std::vector<uint16_t> row(head_dim);
-  for (size_t r = 0; r < n_rows; ++r, rows += head_dim) {
-    std::memcpy(row.data(), rows, head_dim * sizeof(uint16_t));
-    keys_from_hf(row.data(), rows, 1, head_dim);
-  }
 }
 
 std::string hash_hex64(const void* data, size_t size) {

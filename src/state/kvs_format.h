@@ -63,7 +63,6 @@ inline constexpr char kKeyOrderHf[] = "hf";
 // hf[i] = gguf[2i], hf[i + d/2] = gguf[2i + 1]. src and dst must not overlap.
 void keys_to_hf(const uint16_t* gguf, uint16_t* hf, size_t rows, size_t head_dim);
 void keys_from_hf(const uint16_t* hf, uint16_t* gguf, size_t rows, size_t head_dim);
-void keys_from_hf_in_place(uint16_t* rows, size_t n_rows, size_t head_dim);
 
 // xxh3-64 as 16 lowercase hex digits.
 std::string hash_hex64(const void* data, size_t size);

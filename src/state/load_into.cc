@@ -79,8 +79,8 @@ bool read_and_verify(int fd, const kvs::DeferredChecksum& sum, Sequence& seq, in
     const size_t hd = size_t(seq.pool().shape().head_dim);
     for (const iovec& r : runs) {  // runs are whole rows, in file order
       auto* row = static_cast<uint16_t*>(r.iov_base);
-      kvs::keys_from_hf_in_place(row, r.iov_len / 2 / hd, hd);
-      std::memcpy(hf_keys, row, r.iov_len);
+      kvs::keys_from_hf(row, hf_keys, r.iov_len / 2 / hd, hd);  // GGUF order into the state's copy,
+      std::memcpy(row, hf_keys, r.iov_len);                     // then back into the blocks
       hf_keys += r.iov_len / 2;
     }
   }
