@@ -17,7 +17,7 @@ LAYERS = [
     ("model", ["model.h", "engine.h"]),
     ("state", ["state.h"]),
     ("codec", ["kvz.h"]),
-    ("store", []),
+    ("store", ["store.h"]),
     ("session", ["generate.h", "prefix.h"]),
     ("server", []),
 ]
