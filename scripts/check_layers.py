@@ -18,7 +18,7 @@ LAYERS = [
     ("state", ["state.h"]),
     ("codec", ["kvz.h"]),
     ("store", ["store.h"]),
-    ("session", ["generate.h", "prefix.h"]),
+    ("session", ["generate.h", "prefix.h", "prefix_cache.h"]),
     ("server", []),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}

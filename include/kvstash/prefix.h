@@ -10,12 +10,19 @@
 #include <vector>
 
 #include "kvstash/generate.h"
+#include "kvstash/prefix_cache.h"
 #include "kvstash/state.h"
 
 namespace kvstash {
 
 // Tokens of a prompt as `run` reads it: BOS as the model asks, special-token text parsed.
 std::vector<Token> prompt_tokens(const Tokenizer& tok, const std::string& text);
+
+// Forwards tokens[seq.size()..) in chunks of 512 (seq holds the first seq.size() of them), ends the
+// prefill (SnapKV selects here) and returns the last token's logits. progress(done, total) after
+// every chunk, counting the tokens seq held before.
+const float* prefill(Engine& engine, Sequence& seq, const std::vector<Token>& tokens,
+                     const std::function<void(int64_t, int64_t)>& progress = {});
 
 // Runs the tokens through the model and snapshots the result (recording the engine's context).
 // progress(done, total) is called after every chunk. With a budget the sequence keeps at most
@@ -39,7 +46,8 @@ PerplexityResult perplexity_after(Engine& engine, const State& state, const std:
 
 struct Continuation {
   GenerateResult result;
-  int64_t reused_tokens = 0;  // cache entries taken from the state
+  int64_t reused_tokens = 0;  // cache entries taken from the state or the prefix cache
+  CacheLoad cache;            // what the prefix cache provided (use_cache)
 };
 
 // A state restored once into the engine; every continuation runs in a fork of it (copy-on-write,
@@ -53,6 +61,9 @@ class LoadedPrefix {
   LoadedPrefix(Engine& engine, const std::string& kvs_path);
 
   const std::string& text() const { return text_; }
+  // Continuations also load cached chunks beyond the state from `cache` and store their new ones
+  // (nullptr: none). The cache must outlive its use here.
+  void use_cache(PrefixCache* cache) { cache_ = cache; }
   int64_t size() const { return base_.n_processed(); }  // tokens the state has read
 
   // Continues the prefix text with `text`. A budgeted state that has evicted entries cannot be cut
@@ -73,6 +84,7 @@ class LoadedPrefix {
   Sequence base_;
   std::vector<float> logits_;
   std::string text_;
+  PrefixCache* cache_ = nullptr;
 };
 
 }  // namespace kvstash

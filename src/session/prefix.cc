@@ -18,15 +18,21 @@ State process_prefix(Engine& engine, const std::vector<Token>& tokens,
     throw Error(ErrorKind::ResourceExhausted, "prefix of " + std::to_string(tokens.size()) +
                                                   " tokens does not fit the context of " +
                                                   std::to_string(engine.n_ctx()) + " tokens");
+  const float* logits = prefill(engine, seq, tokens, progress);
+  return snapshot(engine.model(), seq, engine.n_ctx(), logits);
+}
+
+const float* prefill(Engine& engine, Sequence& seq, const std::vector<Token>& tokens,
+                     const std::function<void(int64_t, int64_t)>& progress) {
   const float* logits = nullptr;
   constexpr size_t kChunk = 512;
-  for (size_t at = 0; at < tokens.size(); at += kChunk) {
+  for (size_t at = size_t(seq.n_processed()); at < tokens.size(); at += kChunk) {
     const int64_t n = int64_t(std::min(kChunk, tokens.size() - at));
     logits = engine.forward(seq, &tokens[at], n);
     if (progress) progress(int64_t(at) + n, int64_t(tokens.size()));
   }
-  logits = engine.end_prefill(seq, logits);
-  return snapshot(engine.model(), seq, engine.n_ctx(), logits);
+  if (logits == nullptr) throw Error(ErrorKind::InvalidArgument, "prefill: no token left to compute");
+  return engine.end_prefill(seq, logits);
 }
 
 State process_prefix(Engine& engine, const std::string& text,
@@ -100,9 +106,12 @@ Continuation LoadedPrefix::generate_tokens(const std::vector<Token>& tokens, con
                       ", and a budgeted state that has scored or evicted entries cannot be cut back");
     seq.truncate(int64_t(common));
   }
-  c.reused_tokens = int64_t(common);
-  c.result = kvstash::generate(engine_, seq, std::vector<Token>(tokens.begin() + long(common), tokens.end()),
-                               options, on_text);
+  if (cache_) c.cache = cache_->load(seq, tokens);
+  c.reused_tokens = std::max<int64_t>(int64_t(common), seq.n_processed());
+  c.result = kvstash::generate(engine_, seq, std::vector<Token>(tokens.begin() + seq.n_processed(), tokens.end()), options,
+                               on_text);
+  c.result.time_to_first_token_ms += c.cache.ms;
+  if (cache_) cache_->save(seq);
   return c;
 }
 

@@ -93,8 +93,8 @@ const std::string& host_name() {
   return name;
 }
 
-// Removes "<name>.kvstash-tmp.<pid>.<n>.<host>" files in dir that a process of this machine left
-// and that no longer exists.
+}  // namespace
+
 void remove_stale_temps(const std::string& dir) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) return;
@@ -111,6 +111,8 @@ void remove_stale_temps(const std::string& dir) {
   }
   ::closedir(d);
 }
+
+namespace {
 
 std::string parent_dir(const std::string& path) {
   const std::string dir = std::filesystem::path(path).parent_path().string();

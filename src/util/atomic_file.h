@@ -32,4 +32,8 @@ class AtomicFile {
 // The temp-name marker, for code that lists a directory.
 inline constexpr char kTempMarker[] = ".kvstash-tmp.";
 
+// Removes "<name>.kvstash-tmp.<pid>.<n>.<host>" files in dir that a process of this machine left
+// and that no longer exists (another machine's cannot be checked from here).
+void remove_stale_temps(const std::string& dir);
+
 }  // namespace kvstash

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "budget_options.h"
+#include "cache_options.h"
 #include "commands.h"
 #include "common.h"
 #include "kvstash/prefix.h"
@@ -16,6 +17,7 @@ struct GenerateArgs {
   ModelOptions model;
   GenerationArgs g;
   BudgetFlags budget;
+  CacheFlags cache;
   std::string state;
   int level = 0;
   std::vector<std::string> prompts;
@@ -50,8 +52,11 @@ Command add_generate(CLI::App& app) {
                   "KV cache size in tokens (default: the state's, or its tokens + longest prompt + -n if more; "
                   "up to the training context); for a state with a KV budget the most tokens the stream may reach");
   add_budget_options(*sub, a->budget);
+  add_cache_options(*sub, a->cache);
   return [a]() {
     resolve(a->g);
+    const PrefixCacheOptions cache_opts = cache_options(a->cache);
+    std::unique_ptr<ChunkStore> store = open_store(a->cache);
     const auto t0 = std::chrono::steady_clock::now();
     const State state = load_state_file(a->state, a->level);
     // A budgeted state continues with its own settings; flags may only repeat them.
@@ -75,6 +80,8 @@ Command add_generate(CLI::App& app) {
                    "state");
     }
     LoadedPrefix prefix(*l.engine, state);
+    std::unique_ptr<PrefixCache> cache = prefix_cache(store.get(), *l.engine, cache_opts, budget);
+    prefix.use_cache(cache.get());
     const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     for (size_t i = 0; i < texts.size(); ++i) {
       std::function<void(const std::string&)> print;
@@ -104,6 +111,7 @@ Command add_generate(CLI::App& app) {
                           {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                           {"decode_tokens_per_s", r.decode_tokens_per_s}};
       if (budget.enabled()) add_budget_json(j, budget);
+      if (cache) add_cache_json(j, c.cache);
       print_json(j);
       std::fflush(stdout);
     }

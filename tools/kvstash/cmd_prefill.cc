@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "budget_options.h"
+#include "cache_options.h"
 #include "commands.h"
 #include "common.h"
 #include "kvstash/error.h"
@@ -17,6 +18,7 @@ namespace {
 struct PrefillArgs {
   ModelOptions model;
   BudgetFlags budget;
+  CacheFlags cache;
   std::string file, prompt, out, key_order = "gguf";
   KvzFlags kvz;
   bool json = false;
@@ -39,6 +41,7 @@ Command add_prefill(CLI::App& app) {
                   "KV cache size in tokens, recorded in the state (default: the prefix, up to the training context); "
                   "with --kv-budget the most tokens the stream may reach");
   add_budget_options(*sub, a->budget);
+  add_cache_options(*sub, a->cache);
   return [a, file, prompt, key_order]() {
     if (file->count() == 0 && prompt->count() == 0) throw Error(ErrorKind::InvalidArgument, "prefill needs --file or --prompt");
     const KvBudget budget = budget_from_flags(a->budget);
@@ -55,6 +58,8 @@ Command add_prefill(CLI::App& app) {
     std::unique_ptr<StateOutput> out_kvs = kvz ? nullptr : std::make_unique<StateOutput>(a->out);
     std::unique_ptr<KvzOutput> out_kvz = kvz ? std::make_unique<KvzOutput>(a->out) : nullptr;
     const std::string text = file->count() ? read_text_file(a->file) : a->prompt;
+    const PrefixCacheOptions cache_opts = cache_options(a->cache);
+    std::unique_ptr<ChunkStore> store = open_store(a->cache);
     Loaded l = load_model(a->model);
     const std::vector<Token> tokens = prompt_tokens(l.model->tokenizer(), text);
     const int64_t n = int64_t(tokens.size());
@@ -64,8 +69,11 @@ Command add_prefill(CLI::App& app) {
       start_engine(l, a->model, n, n, "prefix");
     Progress bar;
     const auto t0 = std::chrono::steady_clock::now();
-    const State state =
-        process_prefix(*l.engine, tokens, [&](int64_t done, int64_t total) { bar.update(done, total); }, budget);
+    const auto progress = [&](int64_t done, int64_t total) { bar.update(done, total); };
+    std::unique_ptr<PrefixCache> cache = prefix_cache(store.get(), *l.engine, cache_opts, budget);
+    CacheLoad load;
+    const State state = cache ? process_prefix(*l.engine, *cache, tokens, progress, &load)
+                              : process_prefix(*l.engine, tokens, progress, budget);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (kvz) {
       KvzOptions o = kvz_opts;
@@ -79,6 +87,7 @@ Command add_prefill(CLI::App& app) {
       nlohmann::json j = {{"prompt_tokens", state.size()}, {"n_ctx", state.n_ctx}, {"bytes", bytes},
                           {"seconds", seconds}, {"tokens_per_s", double(state.size()) / seconds}, {"out", a->out}};
       if (budget.enabled()) add_budget_json(j, budget, state.kv_entries());
+      if (cache) add_cache_json(j, load);
       print_json(j);
     } else {
       std::printf("%s: %lld tokens, %lld bytes, %.2f s (%.1f tokens/s)\n", a->out.c_str(),

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "budget_options.h"
+#include "cache_options.h"
 #include "commands.h"
 #include "common.h"
 #include "kvstash/error.h"
@@ -16,6 +17,7 @@ struct RunArgs {
   ModelOptions model;
   GenerationArgs g;
   BudgetFlags budget;
+  CacheFlags cache;
   std::string prompt, file;
   bool chat = false;
   bool json = false;
@@ -41,11 +43,14 @@ Command add_run(CLI::App& app) {
                   "the most tokens the stream may reach (default: the training context with original positions, "
                   "unlimited with contiguous ones)");
   add_budget_options(*sub, a->budget);
+  add_cache_options(*sub, a->cache);
   return [a, prompt, file]() {
     if (prompt->count() == 0 && file->count() == 0) throw Error(ErrorKind::InvalidArgument, "run needs --prompt or --file");
     resolve(a->g);
     const KvBudget budget = budget_from_flags(a->budget);
     const std::string text = file->count() ? read_text_file(a->file) : a->prompt;
+    const PrefixCacheOptions cache_opts = cache_options(a->cache);
+    std::unique_ptr<ChunkStore> store = open_store(a->cache);
     Loaded l = load_model(a->model);
     const std::vector<Token> tokens = prompt_tokens(l.model->tokenizer(), prompt_text(*l.model, text, a->chat));
     const int64_t n_prompt = int64_t(tokens.size());
@@ -61,10 +66,16 @@ Command add_run(CLI::App& app) {
       const int n = gen.n_predict;
       start_engine(l, a->model, n < 0 ? -1 : n_prompt + n, n_prompt, "prompt");
     }
+    std::unique_ptr<PrefixCache> cache = prefix_cache(store.get(), *l.engine, cache_opts, budget);
     Sequence seq = l.engine->new_sequence(budget);
+    const CacheLoad load = cache ? cache->load(seq, tokens) : CacheLoad{};
     std::function<void(const std::string&)> print;
     if (!a->json) print = print_now;
-    GenerateResult r = generate(*l.engine, seq, tokens, gen, print);
+    GenerateResult r =
+        generate(*l.engine, seq, std::vector<Token>(tokens.begin() + seq.size(), tokens.end()), gen, print);
+    r.prompt_tokens = n_prompt;
+    r.time_to_first_token_ms += load.ms;
+    if (cache) cache->save(seq);
     // The stream's positions ran out, as a full context does without a budget.
     if (capped && r.stop_reason == "length") r.stop_reason = "context";
     if (!a->json) {
@@ -82,6 +93,7 @@ Command add_run(CLI::App& app) {
                         {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                         {"decode_tokens_per_s", r.decode_tokens_per_s}};
     if (budget.enabled()) add_budget_json(j, budget, seq.size());
+    if (cache) add_cache_json(j, load);
     print_json(j);
     return 0;
   };

@@ -14,5 +14,6 @@ Command add_generate(CLI::App& app);
 Command add_inspect(CLI::App& app);
 Command add_compress(CLI::App& app);
 Command add_decompress(CLI::App& app);
+Command add_cache(CLI::App& app);
 
 }  // namespace kvstash::cli

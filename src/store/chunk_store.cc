@@ -1,0 +1,227 @@
+// ChunkStore: the tiers stacked fastest first, every value in a checked envelope
+// (docs/format-store.md), reads pipelined on a thread of their own, writes in the background.
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <xxhash.h>
+
+#include "kvstash/error.h"
+#include "kvstash/store.h"
+
+namespace kvstash {
+
+namespace {
+
+constexpr char kMagic[8] = {'K', 'V', 'S', 'T', 'C', 'H', 'N', 'K'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kHeader = 64;
+
+void put_u32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
+}
+void put_u64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = uint8_t(v >> (8 * i));
+}
+uint64_t get_u64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
+
+}  // namespace
+
+std::vector<uint8_t> ChunkStore::wrap(const StoreKey& key, const std::vector<uint8_t>& payload) {
+  std::vector<uint8_t> e(kHeader + payload.size(), 0);
+  std::memcpy(e.data(), kMagic, 8);
+  put_u32(&e[8], kVersion);
+  std::memcpy(&e[16], key.bytes.data(), 16);
+  put_u64(&e[32], payload.size());
+  put_u64(&e[40], XXH3_64bits(payload.data(), payload.size()));
+  put_u64(&e[56], XXH3_64bits(e.data(), 56));
+  if (!payload.empty()) std::memcpy(&e[kHeader], payload.data(), payload.size());
+  return e;
+}
+
+std::optional<std::vector<uint8_t>> ChunkStore::unwrap(const StoreKey& key, const std::vector<uint8_t>& e) {
+  if (e.size() < kHeader || std::memcmp(e.data(), kMagic, 8) != 0) return std::nullopt;
+  if (get_u64(&e[56]) != XXH3_64bits(e.data(), 56)) return std::nullopt;
+  if ((get_u64(&e[8]) & 0xffffffffu) != kVersion || std::memcmp(&e[16], key.bytes.data(), 16) != 0) return std::nullopt;
+  const uint64_t size = get_u64(&e[32]);
+  if (size != e.size() - kHeader) return std::nullopt;
+  if (get_u64(&e[40]) != XXH3_64bits(e.data() + kHeader, size)) return std::nullopt;
+  return std::vector<uint8_t>(e.begin() + long(kHeader), e.end());
+}
+
+struct ChunkStore::Job {
+  StoreKey key;
+  std::function<std::vector<uint8_t>()> make;
+  size_t tiers = 0;  // writes to tiers [0, tiers)
+};
+
+ChunkStore::ChunkStore(std::vector<std::unique_ptr<StoreTier>> tiers, StoreWarn warn)
+    : tiers_(std::move(tiers)), warn_(std::move(warn)) {
+  writer_ = std::thread([this] { writer_loop(); });
+}
+
+ChunkStore::~ChunkStore() {
+  flush();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  writer_.join();
+}
+
+std::vector<int> ChunkStore::locate(const std::vector<StoreKey>& keys) {
+  std::vector<int> where(keys.size(), -1);
+  for (size_t t = 0; t < tiers_.size(); ++t) {
+    const std::vector<bool> has = tiers_[t]->contains(keys);
+    for (size_t i = 0; i < keys.size() && i < has.size(); ++i)
+      if (where[i] < 0 && has[i]) where[i] = int(t);
+  }
+  return where;
+}
+
+void ChunkStore::drop(int tier, const StoreKey& key, const std::string& why) {
+  tiers_[size_t(tier)]->drop(key);
+  if (warn_) warn_(tiers_[size_t(tier)]->name() + ": entry " + key.hex() + " " + why + "; dropped, recomputing");
+}
+
+size_t ChunkStore::fetch(const std::vector<StoreKey>& keys, const std::vector<int>& where,
+                         const std::function<bool(const Fetched&)>& use) {
+  size_t n = 0;
+  while (n < keys.size() && n < where.size() && where[n] >= 0) ++n;
+  if (n == 0) return 0;
+
+  // One item at a time is read ahead; `end` marks the last (a miss or the end of the run).
+  struct Item {
+    Fetched f;
+    bool ok = false, corrupt = false;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Item> queue;
+  bool done = false, stop = false;
+  std::thread reader([&] {
+    auto push = [&](Item item) {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return queue.size() < 2 || stop; });
+      if (stop) return false;
+      const bool go_on = item.ok;
+      queue.push_back(std::move(item));
+      cv.notify_all();
+      return go_on;
+    };
+    try {
+      for (size_t i = 0; i < n;) {
+        size_t j = i;  // a run of keys in the same tier
+        while (j < n && where[j] == where[i]) ++j;
+        const int tier = where[i];
+        std::vector<StoreKey> run(keys.begin() + long(i), keys.begin() + long(j));
+        bool go_on = true;
+        tiers_[size_t(tier)]->get_many(run, [&](size_t k, std::optional<std::vector<uint8_t>> v) {
+          Item item;
+          item.f.index = i + k;
+          item.f.tier = tier;
+          if (v) {
+            item.f.bytes = v->size();
+            std::optional<std::vector<uint8_t>> p = unwrap(keys[i + k], *v);
+            item.ok = p.has_value();
+            item.corrupt = !item.ok;
+            if (p) item.f.payload = std::move(*p);
+          }
+          go_on = push(std::move(item));
+          return go_on;
+        });
+        if (!go_on) break;
+        i = j;
+      }
+    } catch (...) {
+      // A tier broke its promise not to throw: what was read so far stands.
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+    cv.notify_all();
+  });
+
+  size_t used = 0;
+  try {
+    while (true) {
+      Item item;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return !queue.empty() || done; });
+        if (queue.empty()) break;
+        item = std::move(queue.front());
+        queue.pop_front();
+        cv.notify_all();
+      }
+      const StoreKey& key = keys[item.f.index];
+      if (item.corrupt) drop(item.f.tier, key, "is corrupt (envelope checksum)");
+      if (!item.ok) break;
+      if (!use(item.f)) {
+        drop(item.f.tier, key, "does not hold what its key promises");
+        break;
+      }
+      ++used;
+      if (item.f.tier > 0) {  // promote to the faster tiers
+        auto payload = std::make_shared<std::vector<uint8_t>>(std::move(item.f.payload));
+        put_async(key, [payload] { return std::move(*payload); }, item.f.tier);
+      }
+    }
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      stop = true;
+    }
+    cv.notify_all();
+    reader.join();
+    throw;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    stop = true;
+  }
+  cv.notify_all();
+  reader.join();
+  return used;
+}
+
+void ChunkStore::put_async(const StoreKey& key, std::function<std::vector<uint8_t>()> make, int present_in) {
+  const size_t limit = present_in < 0 ? tiers_.size() : std::min(tiers_.size(), size_t(present_in));
+  if (limit == 0) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.push_back(std::make_unique<Job>(Job{key, std::move(make), limit}));
+  }
+  cv_.notify_all();
+}
+
+void ChunkStore::flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return jobs_.empty() && !busy_; });
+}
+
+void ChunkStore::writer_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [&] { return !jobs_.empty() || stop_; });
+    if (jobs_.empty()) return;
+    std::unique_ptr<Job> job = std::move(jobs_.front());
+    jobs_.pop_front();
+    busy_ = true;
+    lock.unlock();
+    try {
+      const std::vector<uint8_t> entry = wrap(job->key, job->make());
+      for (size_t t = 0; t < job->tiers; ++t) tiers_[t]->put(job->key, entry);
+    } catch (const std::exception& e) {
+      if (warn_) warn_(std::string("prefix store: cannot store an entry: ") + e.what());
+    }
+    lock.lock();
+    busy_ = false;
+    cv_.notify_all();
+  }
+}
+
+}  // namespace kvstash
