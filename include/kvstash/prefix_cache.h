@@ -59,8 +59,8 @@ class PrefixCache {
   void save(const Sequence& seq);
 
  private:
-  bool check_payload(const std::vector<uint8_t>& p, const std::vector<Token>& tokens, int64_t first) const;
-  void install(Sequence& seq, const std::vector<uint8_t>& payload, const std::vector<Token>& tokens, int64_t first);
+  bool check_payload(const uint8_t* p, size_t size, const std::vector<Token>& tokens, int64_t first) const;
+  void install(Sequence& seq, const uint8_t* payload, size_t size, const std::vector<Token>& tokens, int64_t first);
   std::vector<uint8_t> encode(const std::vector<uint16_t>& kv, const Token* tokens, int64_t first) const;
 
   ChunkStore& store_;

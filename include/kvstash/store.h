@@ -107,8 +107,9 @@ class ChunkStore {
   struct Fetched {
     size_t index = 0;  // into keys
     int tier = 0;
-    std::vector<uint8_t> payload;  // the envelope's payload, checksums verified
-    uint64_t bytes = 0;            // read from the tier (envelope included)
+    std::vector<uint8_t> entry;  // the envelope, checksums verified
+    const uint8_t* payload() const { return entry.data() + kEnvelopeBytes; }
+    size_t payload_size() const { return entry.size() - kEnvelopeBytes; }
   };
   // Reads keys[0..n) (n = the leading keys `where` places in some tier) in order from the tiers
   // `where` names, on a thread of its own, handing each verified payload to `use` on the calling
@@ -124,10 +125,10 @@ class ChunkStore {
   void put_async(const StoreKey& key, std::function<std::vector<uint8_t>()> make, int present_in = -1);
   void flush();  // waits until every queued write is done
 
-  // The envelope around a payload, and the payload of a checked envelope (nullopt: corrupt, or not
-  // the entry for `key`).
+  // The envelope around a payload; whether an entry is an intact envelope filed under `key`.
+  static constexpr size_t kEnvelopeBytes = 64;  // the header before the payload
   static std::vector<uint8_t> wrap(const StoreKey& key, const std::vector<uint8_t>& payload);
-  static std::optional<std::vector<uint8_t>> unwrap(const StoreKey& key, const std::vector<uint8_t>& entry);
+  static bool intact(const StoreKey& key, const std::vector<uint8_t>& entry);
 
  private:
   void drop(int tier, const StoreKey& key, const std::string& why);
@@ -135,6 +136,7 @@ class ChunkStore {
   std::vector<std::unique_ptr<StoreTier>> tiers_;
   StoreWarn warn_;
   struct Job;
+  void queue(std::unique_ptr<Job> job);
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Job>> jobs_;

@@ -70,25 +70,25 @@ std::vector<StoreKey> PrefixCache::keys(const std::vector<Token>& tokens, size_t
   return r;
 }
 
-bool PrefixCache::check_payload(const std::vector<uint8_t>& p, const std::vector<Token>& tokens, int64_t first) const {
+bool PrefixCache::check_payload(const uint8_t* p, size_t size, const std::vector<Token>& tokens, int64_t first) const {
   const StateArch a = state_arch(engine_.model().config());
   const int64_t c = options_.chunk_tokens;
-  if (p.size() < kHeader + size_t(c) * 4 || std::memcmp(p.data(), kMagic, 4) != 0) return false;
+  if (size < kHeader + size_t(c) * 4 || std::memcmp(p, kMagic, 4) != 0) return false;
   if (get_u32(&p[4]) != kVersion || get_u32(&p[8]) != uint32_t(options_.codec_level) ||
       get_u32(&p[12]) != uint32_t(a.n_layer) || get_u32(&p[16]) != uint32_t(a.n_head_kv) ||
       get_u32(&p[20]) != uint32_t(a.head_dim) || get_u32(&p[24]) != uint32_t(c) || get_u64(&p[32]) != uint64_t(first))
     return false;
   if (std::memcmp(&p[kHeader], &tokens[size_t(first)], size_t(c) * 4) != 0) return false;  // a mis-filed entry
   const size_t raw = 2 * size_t(a.n_layer) * size_t(a.n_head_kv) * size_t(c) * size_t(a.head_dim) * 2;
-  return options_.codec_level != 0 || p.size() == kHeader + size_t(c) * 4 + raw;
+  return options_.codec_level != 0 || size == kHeader + size_t(c) * 4 + raw;
 }
 
-void PrefixCache::install(Sequence& seq, const std::vector<uint8_t>& payload, const std::vector<Token>& tokens,
+void PrefixCache::install(Sequence& seq, const uint8_t* payload, size_t payload_size, const std::vector<Token>& tokens,
                           int64_t first) {
   const StateArch a = state_arch(engine_.model().config());
   const int64_t c = options_.chunk_tokens;
   const size_t per = size_t(a.n_head_kv) * size_t(c) * size_t(a.head_dim);  // values in one layer's K
-  const uint8_t* data = payload.data() + kHeader + size_t(c) * 4;
+  const uint8_t* data = payload + kHeader + size_t(c) * 4;
   const uint16_t* src = nullptr;
   if (options_.codec_level == 0) {
     src = reinterpret_cast<const uint16_t*>(data);
@@ -100,7 +100,7 @@ void PrefixCache::install(Sequence& seq, const std::vector<uint8_t>& payload, co
       out.v.push_back(out.k.back() + per);
     }
     out.stride = c;
-    const size_t size = payload.size() - (kHeader + size_t(c) * 4);
+    const size_t size = payload_size - (kHeader + size_t(c) * 4);
     codec::decode_chunk({a.n_layer, a.n_head_kv, a.head_dim, c}, data, size, level_params(options_.codec_level), out,
                         &engine_.threads());
     src = staging_.data();
@@ -136,9 +136,9 @@ CacheLoad PrefixCache::load(Sequence& seq, const std::vector<Token>& tokens) {
   seq.truncate(int64_t(s0) * c);
   const size_t used = store_.fetch(want, where, [&](const ChunkStore::Fetched& f) {
     const int64_t first = int64_t(s0 + f.index) * c;
-    if (!check_payload(f.payload, tokens, first)) return false;
+    if (!check_payload(f.payload(), f.payload_size(), tokens, first)) return false;
     try {
-      install(seq, f.payload, tokens, first);
+      install(seq, f.payload(), f.payload_size(), tokens, first);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::Corruption) throw;
       return false;
@@ -146,7 +146,7 @@ CacheLoad PrefixCache::load(Sequence& seq, const std::vector<Token>& tokens) {
     const std::string& name = store_.tiers()[size_t(f.tier)]->name();
     if (r.reads.empty() || r.reads.back().tier != name) r.reads.push_back({name, 0, 0});
     ++r.reads.back().chunks;
-    r.reads.back().bytes += f.bytes;
+    r.reads.back().bytes += f.entry.size();
     return true;
   });
   r.cached_tokens = int64_t(used) * c;

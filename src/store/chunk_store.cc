@@ -14,7 +14,7 @@ namespace {
 
 constexpr char kMagic[8] = {'K', 'V', 'S', 'T', 'C', 'H', 'N', 'K'};
 constexpr uint32_t kVersion = 1;
-constexpr size_t kHeader = 64;
+constexpr size_t kHeader = ChunkStore::kEnvelopeBytes;
 
 void put_u32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
@@ -42,20 +42,19 @@ std::vector<uint8_t> ChunkStore::wrap(const StoreKey& key, const std::vector<uin
   return e;
 }
 
-std::optional<std::vector<uint8_t>> ChunkStore::unwrap(const StoreKey& key, const std::vector<uint8_t>& e) {
-  if (e.size() < kHeader || std::memcmp(e.data(), kMagic, 8) != 0) return std::nullopt;
-  if (get_u64(&e[56]) != XXH3_64bits(e.data(), 56)) return std::nullopt;
-  if ((get_u64(&e[8]) & 0xffffffffu) != kVersion || std::memcmp(&e[16], key.bytes.data(), 16) != 0) return std::nullopt;
+bool ChunkStore::intact(const StoreKey& key, const std::vector<uint8_t>& e) {
+  if (e.size() < kHeader || std::memcmp(e.data(), kMagic, 8) != 0) return false;
+  if (get_u64(&e[56]) != XXH3_64bits(e.data(), 56)) return false;
+  if ((get_u64(&e[8]) & 0xffffffffu) != kVersion || std::memcmp(&e[16], key.bytes.data(), 16) != 0) return false;
   const uint64_t size = get_u64(&e[32]);
-  if (size != e.size() - kHeader) return std::nullopt;
-  if (get_u64(&e[40]) != XXH3_64bits(e.data() + kHeader, size)) return std::nullopt;
-  return std::vector<uint8_t>(e.begin() + long(kHeader), e.end());
+  return size == e.size() - kHeader && get_u64(&e[40]) == XXH3_64bits(e.data() + kHeader, size);
 }
 
 struct ChunkStore::Job {
   StoreKey key;
-  std::function<std::vector<uint8_t>()> make;
-  size_t tiers = 0;  // writes to tiers [0, tiers)
+  std::function<std::vector<uint8_t>()> make;  // the payload, or (wrapped) the entry itself
+  size_t tiers = 0;                            // writes to tiers [0, tiers)
+  bool wrapped = false;
 };
 
 ChunkStore::ChunkStore(std::vector<std::unique_ptr<StoreTier>> tiers, StoreWarn warn)
@@ -101,15 +100,15 @@ size_t ChunkStore::fetch(const std::vector<StoreKey>& keys, const std::vector<in
   };
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<Item> queue;
+  std::deque<Item> items;
   bool done = false, stop = false;
   std::thread reader([&] {
     auto push = [&](Item item) {
       std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return queue.size() < 2 || stop; });
+      cv.wait(lock, [&] { return items.size() < 2 || stop; });
       if (stop) return false;
       const bool go_on = item.ok;
-      queue.push_back(std::move(item));
+      items.push_back(std::move(item));
       cv.notify_all();
       return go_on;
     };
@@ -125,11 +124,9 @@ size_t ChunkStore::fetch(const std::vector<StoreKey>& keys, const std::vector<in
           item.f.index = i + k;
           item.f.tier = tier;
           if (v) {
-            item.f.bytes = v->size();
-            std::optional<std::vector<uint8_t>> p = unwrap(keys[i + k], *v);
-            item.ok = p.has_value();
+            item.ok = intact(keys[i + k], *v);
             item.corrupt = !item.ok;
-            if (p) item.f.payload = std::move(*p);
+            item.f.entry = std::move(*v);
           }
           go_on = push(std::move(item));
           return go_on;
@@ -151,10 +148,10 @@ size_t ChunkStore::fetch(const std::vector<StoreKey>& keys, const std::vector<in
       Item item;
       {
         std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return !queue.empty() || done; });
-        if (queue.empty()) break;
-        item = std::move(queue.front());
-        queue.pop_front();
+        cv.wait(lock, [&] { return !items.empty() || done; });
+        if (items.empty()) break;
+        item = std::move(items.front());
+        items.pop_front();
         cv.notify_all();
       }
       const StoreKey& key = keys[item.f.index];
@@ -166,8 +163,8 @@ size_t ChunkStore::fetch(const std::vector<StoreKey>& keys, const std::vector<in
       }
       ++used;
       if (item.f.tier > 0) {  // promote to the faster tiers
-        auto payload = std::make_shared<std::vector<uint8_t>>(std::move(item.f.payload));
-        put_async(key, [payload] { return std::move(*payload); }, item.f.tier);
+        auto entry = std::make_shared<std::vector<uint8_t>>(std::move(item.f.entry));
+        queue(std::make_unique<Job>(Job{key, [entry] { return std::move(*entry); }, size_t(item.f.tier), true}));
       }
     }
   } catch (...) {
@@ -190,10 +187,13 @@ size_t ChunkStore::fetch(const std::vector<StoreKey>& keys, const std::vector<in
 
 void ChunkStore::put_async(const StoreKey& key, std::function<std::vector<uint8_t>()> make, int present_in) {
   const size_t limit = present_in < 0 ? tiers_.size() : std::min(tiers_.size(), size_t(present_in));
-  if (limit == 0) return;
+  if (limit > 0) queue(std::make_unique<Job>(Job{key, std::move(make), limit, false}));
+}
+
+void ChunkStore::queue(std::unique_ptr<Job> job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    jobs_.push_back(std::make_unique<Job>(Job{key, std::move(make), limit}));
+    jobs_.push_back(std::move(job));
   }
   cv_.notify_all();
 }
@@ -213,7 +213,7 @@ void ChunkStore::writer_loop() {
     busy_ = true;
     lock.unlock();
     try {
-      const std::vector<uint8_t> entry = wrap(job->key, job->make());
+      const std::vector<uint8_t> entry = job->wrapped ? job->make() : wrap(job->key, job->make());
       for (size_t t = 0; t < job->tiers; ++t) tiers_[t]->put(job->key, entry);
     } catch (const std::exception& e) {
       if (warn_) warn_(std::string("prefix store: cannot store an entry: ") + e.what());

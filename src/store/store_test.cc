@@ -66,16 +66,17 @@ TEST(StoreKey, ByteSizesParseWithUnits) {
 TEST(ChunkStoreEnvelope, RoundTripAndEveryFlippedByteIsRejected) {
   const std::vector<uint8_t> payload = bytes_of(300, 7);
   const std::vector<uint8_t> e = ChunkStore::wrap(key(1), payload);
-  EXPECT_EQ(ChunkStore::unwrap(key(1), e), payload);
-  EXPECT_FALSE(ChunkStore::unwrap(key(2), e).has_value());  // filed under another key
+  EXPECT_TRUE(ChunkStore::intact(key(1), e));
+  EXPECT_EQ(std::vector<uint8_t>(e.begin() + ChunkStore::kEnvelopeBytes, e.end()), payload);
+  EXPECT_FALSE(ChunkStore::intact(key(2), e));  // filed under another key
   for (size_t i = 0; i < e.size(); ++i) {
     if (i >= 48 && i < 56) continue;  // reserved bytes, covered by the header checksum anyway
     std::vector<uint8_t> bad = e;
     bad[i] ^= 0x10;
-    EXPECT_FALSE(ChunkStore::unwrap(key(1), bad).has_value()) << "byte " << i;
+    EXPECT_FALSE(ChunkStore::intact(key(1), bad)) << "byte " << i;
   }
   std::vector<uint8_t> cut(e.begin(), e.end() - 1);
-  EXPECT_FALSE(ChunkStore::unwrap(key(1), cut).has_value());
+  EXPECT_FALSE(ChunkStore::intact(key(1), cut));
 }
 
 TEST(MemoryTier, EvictsLeastRecentlyUsedOverItsBudget) {
@@ -165,7 +166,7 @@ TEST(ChunkStore, FetchStopsAtACorruptEntryDropsItAndPromotesHits) {
   EXPECT_EQ(where, (std::vector<int>{1, 1, 1}));
   std::vector<size_t> used;
   EXPECT_EQ(store.fetch(keys, where, [&](const ChunkStore::Fetched& x) {
-    EXPECT_EQ(x.payload, bytes_of(64, uint8_t(x.index)));
+    EXPECT_EQ(std::vector<uint8_t>(x.payload(), x.payload() + x.payload_size()), bytes_of(64, uint8_t(x.index)));
     used.push_back(x.index);
     return true;
   }), 1u);
