@@ -17,6 +17,11 @@
 
 namespace kvstash {
 
+// Bumped whenever a change makes the forward pass compute other bits for the same model and
+// tokens (2: kvstash's own exp and a 16-lane sum in softmax). Stored K/V keyed by it (the prefix
+// store) are then computed again rather than mixed with the new arithmetic.
+inline constexpr int kArithmeticVersion = 2;
+
 struct EngineOptions {
   int64_t n_ctx = 0;  // tokens one sequence may hold; 0: min(training context, 4096)
   int block_tokens = 32;

@@ -87,6 +87,11 @@ class Kernels {
   void attention_values_f16_group(const float* p, int64_t p_stride, int heads, const uint16_t* rows,
                                   int64_t n, int64_t dim, float* out, int64_t out_stride) const;
 
+  // x[i] = exp(x[i] - max) / sum in place. exp is kvstash's own (computed in double by a fixed
+  // sequence of FMAs and rounded to float: the correctly rounded value but in the rarest cases; 0
+  // below -87.34) and the sum runs in 16 double lanes (element i in lane i % 16) reduced by
+  // halves, so every level gives the same bits.
+  void softmax(float* x, int64_t n) const;
   void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) const;
   void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) const;
 

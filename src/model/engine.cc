@@ -468,7 +468,7 @@ void Engine::attend(int il, const Sequence& seq, int64_t first, int64_t t, int k
     prefetch_rows<2>(v_rows(j), n_see - j, bt, hd);
     k_.attention_scores_f16_group(q, hd, group, k_rows(j), std::min(bt, n_see - j), hd, scale, p + j, n_seq);
   }
-  for (int g = 0; g < group; ++g) softmax(p + g * n_seq, n_see);
+  for (int g = 0; g < group; ++g) k_.softmax(p + g * n_seq, n_see);
   if (row_sum)  // the query heads' attention, summed in head order
     for (int g = 0; g < group; ++g)
       for (int64_t j = 0; j < n_see; ++j) row_sum[j] += p[g * n_seq + j];

@@ -44,18 +44,6 @@ void rope(float* x, int n_heads, int head_dim, int n_rot, int32_t pos, const std
   }
 }
 
-void softmax(float* x, int64_t n) {
-  float max = x[0];
-  for (int64_t i = 1; i < n; ++i) max = x[i] > max ? x[i] : max;
-  // The exponentials first, the sum after: the loop around the call to exp then keeps nothing
-  // live across it (the same values, summed in the same order).
-  for (int64_t i = 0; i < n; ++i) x[i] = std::exp(x[i] - max);
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += double(x[i]);
-  const float inv = float(1.0 / sum);
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-}
-
 void swiglu(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }

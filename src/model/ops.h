@@ -14,7 +14,6 @@ void rope(float* x, int n_heads, int head_dim, int n_rot, int32_t pos, const std
 // (begin and end even, head_dim even: pairs are never split).
 void rope_angles(int32_t pos, int n_rot, const std::vector<double>& inv_freq, float* cos_sin);
 void rope_span(float* x, int64_t begin, int64_t end, int head_dim, int n_rot, const float* cos_sin);
-void softmax(float* x, int64_t n);
 void swiglu(float* gate, const float* up, int64_t n);  // gate = silu(gate) * up
 
 }  // namespace kvstash

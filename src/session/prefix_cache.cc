@@ -47,8 +47,8 @@ PrefixCache::PrefixCache(ChunkStore& store, Engine& engine, const PrefixCacheOpt
                                                 std::to_string(kvz_lossless_level()) + ")");
   const StateArch a = state_arch(engine.model().config());
   // Everything that changes a chunk's bytes (docs/format-store.md, "Keys").
-  seed_text_ = "kvstash prefix store 1\nmodel " + engine.model().fingerprint().hex() +
-               "\ncache f16\nkeys gguf pair order, after rope\npositions contiguous from 0\nbudget none\nchunk_tokens " +
+  seed_text_ = "kvstash prefix store 1\nmodel " + engine.model().fingerprint().hex() + "\narithmetic " +
+               std::to_string(kArithmeticVersion) + "\ncache f16\nkeys gguf pair order, after rope\npositions contiguous from 0\nbudget none\nchunk_tokens " +
                std::to_string(options.chunk_tokens) + "\nshape " + std::to_string(a.n_layer) + "x" +
                std::to_string(a.n_head_kv) + "x" + std::to_string(a.head_dim) + "\nvalue " +
                (options.codec_level == 0 ? std::string("raw f16")

@@ -138,7 +138,12 @@ class DiskTier final : public StoreTier {
       throw Error(ErrorKind::InvalidArgument, "prompt cache " + dir_ + ": not a directory");
     const std::string marker = dir_ + "/" + kMarkerName;
     if (std::filesystem::exists(marker, ec)) return;
-    if (!std::filesystem::is_empty(dir_, ec))
+    // Another process may be creating the marker right now: its temp file does not count.
+    bool others = false;
+    for (const auto& e : std::filesystem::directory_iterator(dir_, ec))
+      others = others || e.path().filename().string().find(kTempMarker) == std::string::npos;
+    if (std::filesystem::exists(marker, ec)) return;
+    if (others)
       throw Error(ErrorKind::InvalidArgument, "prompt cache " + dir_ +
                                                   ": the directory holds other files and no '" + kMarkerName +
                                                   "' file: not a kvstash prompt cache (use an empty or new directory)");

@@ -146,6 +146,10 @@ using MatmulFn = void (*)(int64_t cols, const void* w, size_t w_stride, int64_t 
 // One implementation of every dispatched kernel: everything that differs between SIMD levels is
 // an entry here, so a Kernels object never asks which level it is. nb = number of blocks;
 // n = number of elements.
+// softmax.cc: the algorithm Kernels::softmax describes, scalar and AVX2.
+void softmax_scalar(float* x, int64_t n);
+void softmax_avx2(float* x, int64_t n);
+
 struct KernelTable {
   float (*dot_q4_0)(const void* w, const void* a, int64_t nb);
   float (*dot_q4_1)(const void* w, const void* a, int64_t nb);
@@ -179,6 +183,7 @@ struct KernelTable {
                                      int64_t s_stride) = nullptr;
   bool (*attention_values_f16_group)(const float* p, int64_t p_stride, int heads, const uint16_t* rows,
                                      int64_t n, int64_t dim, float* out, int64_t out_stride) = nullptr;
+  void (*softmax)(float* x, int64_t n) = softmax_scalar;
 
   MatmulFn matmul_of(DType t) const {
     switch (t) {

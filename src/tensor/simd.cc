@@ -111,6 +111,8 @@ void Kernels::matmul_rows(DType weight, int64_t cols, const void* w, size_t w_st
       out[t * out_stride + r] = vec_dot(weight, cols, wb + size_t(r) * w_stride, ab + size_t(t) * act_stride);
 }
 
+void Kernels::softmax(float* x, int64_t n) const { t_->softmax(x, n); }
+
 void Kernels::attention_scores_f16(const float* q, const uint16_t* rows, int64_t n, int64_t dim,
                                    float scale, float* scores) const {
   if (t_->attention_scores_f16 && t_->attention_scores_f16(q, rows, n, dim, scale, scores)) return;

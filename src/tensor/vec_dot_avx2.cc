@@ -403,6 +403,7 @@ const KernelTable kAvx2Kernels = {
     .attention_values_f16 = attention_values_f16_avx2,
     .attention_scores_f16_group = attention_scores_f16_group_avx2,
     .attention_values_f16_group = attention_values_f16_group_avx2,
+    .softmax = softmax_avx2,
 };
 
 }  // namespace kvstash::detail
