@@ -133,10 +133,10 @@ CacheLoad PrefixCache::load(Sequence& seq, const std::vector<Token>& tokens) {
     r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     return r;
   }
-  seq.truncate(int64_t(s0) * c);
   const size_t used = store_.fetch(want, where, [&](const ChunkStore::Fetched& f) {
     const int64_t first = int64_t(s0 + f.index) * c;
     if (!check_payload(f.payload(), f.payload_size(), tokens, first)) return false;
+    if (seq.size() > first) seq.truncate(first);  // the chunk seq holds in part (cut only once one is loaded)
     try {
       install(seq, f.payload(), f.payload_size(), tokens, first);
     } catch (const Error& e) {

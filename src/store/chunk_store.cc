@@ -93,7 +93,7 @@ size_t ChunkStore::fetch(const std::vector<StoreKey>& keys, const std::vector<in
   while (n < keys.size() && n < where.size() && where[n] >= 0) ++n;
   if (n == 0) return 0;
 
-  // One item at a time is read ahead; `end` marks the last (a miss or the end of the run).
+  // Up to two items are read ahead; one that is not ok (missing, corrupt) ends the run.
   struct Item {
     Fetched f;
     bool ok = false, corrupt = false;
@@ -142,46 +142,46 @@ size_t ChunkStore::fetch(const std::vector<StoreKey>& keys, const std::vector<in
     cv.notify_all();
   });
 
-  size_t used = 0;
-  try {
-    while (true) {
-      Item item;
+  // However this returns, the reader is stopped (it may wait to push) and joined.
+  struct StopReader {
+    std::mutex& mu;
+    std::condition_variable& cv;
+    bool& stop;
+    std::thread& reader;
+    ~StopReader() {
       {
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return !items.empty() || done; });
-        if (items.empty()) break;
-        item = std::move(items.front());
-        items.pop_front();
-        cv.notify_all();
+        std::lock_guard<std::mutex> lock(mu);
+        stop = true;
       }
-      const StoreKey& key = keys[item.f.index];
-      if (item.corrupt) drop(item.f.tier, key, "is corrupt (envelope checksum)");
-      if (!item.ok) break;
-      if (!use(item.f)) {
-        drop(item.f.tier, key, "does not hold what its key promises");
-        break;
-      }
-      ++used;
-      if (item.f.tier > 0) {  // promote to the faster tiers
-        auto entry = std::make_shared<std::vector<uint8_t>>(std::move(item.f.entry));
-        queue(std::make_unique<Job>(Job{key, [entry] { return std::move(*entry); }, size_t(item.f.tier), true}));
-      }
+      cv.notify_all();
+      reader.join();
     }
-  } catch (...) {
+  } stop_reader{mu, cv, stop, reader};
+
+  size_t used = 0;
+  while (true) {
+    Item item;
     {
-      std::lock_guard<std::mutex> lock(mu);
-      stop = true;
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return !items.empty() || done; });
+      if (items.empty()) break;
+      item = std::move(items.front());
+      items.pop_front();
+      cv.notify_all();
     }
-    cv.notify_all();
-    reader.join();
-    throw;
+    const StoreKey& key = keys[item.f.index];
+    if (item.corrupt) drop(item.f.tier, key, "is corrupt (envelope checksum)");
+    if (!item.ok) break;
+    if (!use(item.f)) {
+      drop(item.f.tier, key, "does not hold what its key promises");
+      break;
+    }
+    ++used;
+    if (item.f.tier > 0) {  // promote to the faster tiers
+      auto entry = std::make_shared<std::vector<uint8_t>>(std::move(item.f.entry));
+      queue(std::make_unique<Job>(Job{key, [entry] { return std::move(*entry); }, size_t(item.f.tier), true}));
+    }
   }
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    stop = true;
-  }
-  cv.notify_all();
-  reader.join();
   return used;
 }
 
