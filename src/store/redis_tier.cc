@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <set>
 
 #include "kvstash/error.h"
 #include "kvstash/store.h"
 #include "store/redis_url.h"
+#include "store/resp_reader.h"
 
 namespace kvstash {
 namespace {
@@ -99,14 +101,7 @@ class RedisTier final : public StoreTier {
             std::string name = chunk_name(keys[i + j]);
             redisAppendCommand(ctx_, "GET %b", name.data(), name.size());
           }
-          for (size_t j = 0; j < n; ++j) {
-            Reply r = next_reply();
-            if (!r) return ctx_->errstr;
-            if (r->type == REDIS_REPLY_ERROR) return r->str;
-            if (r->type == REDIS_REPLY_STRING)
-              got[j].emplace(reinterpret_cast<const uint8_t*>(r->str), reinterpret_cast<const uint8_t*>(r->str) + r->len);
-          }
-          return {};
+          return read_values(got);
         });
         found.clear();
         if (!ok) got.assign(n, std::nullopt);
@@ -325,6 +320,39 @@ class RedisTier final : public StoreTier {
     }
     if (redisGetReply(ctx_, &r) != REDIS_OK) return nullptr;
     return Reply(static_cast<redisReply*>(r));
+  }
+
+  // Sends the queued commands, then reads the skipped replies and one GET reply per element of got
+  // with RespReader rather than hiredis (see resp_reader.h): "" or why it failed.
+  std::string read_values(std::vector<std::optional<std::vector<uint8_t>>>& got) {
+    for (int done = 0; !done;)
+      if (redisBufferWrite(ctx_, &done) != REDIS_OK) return ctx_->errstr;
+    redisReader*& rr = ctx_->reader;
+    if (rr->ridx != -1) return "hiredis reader is mid-reply";  // cannot happen: replies are read whole
+    RespReader in(ctx_->fd, std::string_view(rr->buf + rr->pos, rr->len - rr->pos));
+    if (rr->len > 0) {  // those bytes now belong to `in`: give hiredis an empty reader (0.14 has no reset)
+      redisReader* fresh = redisReaderCreate();
+      if (!fresh) return "out of memory";
+      redisReaderFree(rr);
+      rr = fresh;
+    }
+    for (; discard_ > 0; --discard_)
+      if (RespReader::Result r = in.skip(); r.status != RespReader::Status::Ok) return read_failure(r);
+    for (auto& v : got)
+      if (RespReader::Result r = in.read_value(v); r.status != RespReader::Status::Ok) return read_failure(r);
+    std::string_view rest = in.leftover();  // nothing is expected after the last GET; kept for hiredis
+    if (!rest.empty() && redisReaderFeed(rr, rest.data(), rest.size()) != REDIS_OK) return "out of memory";
+    return {};
+  }
+
+  // Records a RespReader failure in the context as hiredis would, so that run() tells a connection
+  // closed while idle from other failures.
+  std::string read_failure(const RespReader::Result& r) {
+    using S = RespReader::Status;
+    if (r.status == S::ServerError) return r.why;
+    ctx_->err = r.status == S::Eof ? REDIS_ERR_EOF : r.status == S::Io ? REDIS_ERR_IO : REDIS_ERR_PROTOCOL;
+    std::snprintf(ctx_->errstr, sizeof ctx_->errstr, "%s", r.why.c_str());
+    return r.why;
   }
 
   // Reads n replies: "" or the first failure.
