@@ -73,7 +73,7 @@ class StoreTier {
   // remain (returns the count removed); removes every entry (returns the count).
   virtual std::vector<StoreEntry> list() = 0;
   virtual uint64_t evict_to(uint64_t max_bytes) = 0;
-  virtual uint64_t clear() = 0;
+  virtual uint64_t clear() { return evict_to(0); }
 };
 
 // An LRU map in this process, at most max_bytes of values.

@@ -120,10 +120,6 @@ class DiskTier final : public StoreTier {
     std::lock_guard<std::mutex> lock(mu_);
     return evict_locked(max_bytes);
   }
-  uint64_t clear() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return evict_locked(0);
-  }
 
  private:
   std::string path(const StoreKey& k) const { return dir_ + "/" + k.hex() + kSuffix; }

@@ -84,10 +84,6 @@ class MemoryTier final : public StoreTier {
     std::lock_guard<std::mutex> lock(mu_);
     return evict_locked(max_bytes);
   }
-  uint64_t clear() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return evict_locked(0);
-  }
 
  private:
   struct Item {
