@@ -267,10 +267,8 @@ TEST(BudgetedStateModel, RefusedRestoreLeavesTheSequenceIntact) {
 // version-3 files, budgeted or not. Runs where $KVSTASH_TEST_PYTHON (default python3) has those
 // packages; skipped elsewhere.
 TEST(BudgetedStateModel, PythonReaderAcceptsBudgetedFiles) {
-  const char* env = std::getenv("KVSTASH_TEST_PYTHON");
-  const std::string python = env && *env ? env : "python3";
-  if (testing::run_command(python + " -c 'import safetensors, numpy, xxhash'").exit_code != 0)
-    GTEST_SKIP() << python << " lacks safetensors, numpy or xxhash (set KVSTASH_TEST_PYTHON)";
+  const std::string python = testing::python_for_kvs_reader();
+  if (python.empty()) GTEST_SKIP() << "no python with safetensors, numpy and xxhash (set KVSTASH_TEST_PYTHON)";
   const Model& m = testing::default_model();
   Engine engine(m, threads(), EngineOptions{.n_ctx = 512});
   const std::vector<Token> tokens = testing::prose_tokens(150);
@@ -288,15 +286,11 @@ TEST(BudgetedStateModel, PythonReaderAcceptsBudgetedFiles) {
     EXPECT_EQ(r.out.rfind("ok: 150 tokens, 30 layers x 3 KV heads x 64", 0), 0u) << r.out;
     EXPECT_EQ(r.out.find("budgeted: ") != std::string::npos, b.enabled()) << r.out;
     if (b.enabled()) {
-      std::string bytes;  // a flipped bit in the book: the reader says so
-      {
-        std::ifstream in(path, std::ios::binary);
-        bytes.assign(std::istreambuf_iterator<char>(in), {});
-      }
+      std::string bytes = testing::read_file(path);  // a flipped bit in the book: the reader says so
       const size_t at = bytes.rfind("book.merged");
       ASSERT_NE(at, std::string::npos);
       bytes[bytes.size() - 3] ^= 0x01;  // book.merged is the last tensor
-      std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(bytes.size()));
+      testing::write_file(path, bytes);
       const testing::CommandResult bad =
           testing::run_command(python + " " KVSTASH_SOURCE_DIR "/scripts/check_kvs_python.py " + path);
       EXPECT_EQ(bad.exit_code, 1) << bad.out;
@@ -309,10 +303,8 @@ TEST(BudgetedStateModel, PythonReaderAcceptsBudgetedFiles) {
 // A file saved with key_order "hf" holds what the Python reader would make of the GGUF-ordered one:
 // check_kvs_python.py --hf-npz writes the same arrays for both (it permutes only the latter).
 TEST(BudgetedStateModel, PythonReaderSeesHuggingFaceKeyOrder) {
-  const char* env = std::getenv("KVSTASH_TEST_PYTHON");
-  const std::string python = env && *env ? env : "python3";
-  if (testing::run_command(python + " -c 'import safetensors, numpy, xxhash'").exit_code != 0)
-    GTEST_SKIP() << python << " lacks safetensors, numpy or xxhash (set KVSTASH_TEST_PYTHON)";
+  const std::string python = testing::python_for_kvs_reader();
+  if (python.empty()) GTEST_SKIP() << "no python with safetensors, numpy and xxhash (set KVSTASH_TEST_PYTHON)";
   const Model& m = testing::default_model();
   Engine engine(m, threads(), EngineOptions{.n_ctx = 512});
   for (const KvBudget& b : {KvBudget{}, budget(EvictionPolicy::H2O, SummaryMode::Mean)}) {

@@ -6,10 +6,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
-#include <iterator>
 
 #include "kvstash/error.h"
 #include "kvstash/engine.h"
@@ -33,6 +31,18 @@ ThreadPool& threads() {
 State prefill_state(Engine& engine, Sequence& seq, const std::vector<Token>& tokens) {
   const float* logits = engine.forward(seq, tokens.data(), int64_t(tokens.size()));
   return snapshot(engine.model(), seq, engine.n_ctx(), logits);
+}
+
+// A .kvs file's safetensors header: its size (the u64 at offset 0; the JSON follows at 8) and JSON.
+struct SafetensorsHeader {
+  uint64_t size = 0;
+  nlohmann::json json;
+};
+SafetensorsHeader safetensors_header(const std::string& bytes) {
+  SafetensorsHeader h;
+  for (int i = 7; i >= 0; --i) h.size = h.size << 8 | uint8_t(bytes[size_t(i)]);
+  h.json = nlohmann::json::parse(bytes.substr(8, h.size));
+  return h;
 }
 
 // Everything a restore could have changed, bit for bit.
@@ -162,19 +172,15 @@ TEST(StateModel, LoadIntoEqualsLoadThenRestore) {
   expect_same_entries(snapshot(m, a, engine.n_ctx(), logits), snapshot(m, b, engine.n_ctx(), logits));
   EXPECT_EQ(LoadedPrefix(engine, path).size(), 70);  // the session's one-pass constructor
 
-  std::string bytes;
-  {
-    std::ifstream in(path, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  const uint64_t header = uint64_t(uint8_t(bytes[0])) | uint64_t(uint8_t(bytes[1])) << 8 |
-                          uint64_t(uint8_t(bytes[2])) << 16 | uint64_t(uint8_t(bytes[3])) << 24;
-  const nlohmann::json h = nlohmann::json::parse(bytes.substr(8, header));
+  std::string bytes = testing::read_file(path);
+  const SafetensorsHeader sh = safetensors_header(bytes);
+  const uint64_t header = sh.size;
+  const nlohmann::json& h = sh.json;
   for (const char* name : {"k.0", "v.0", "k.17", "v.29"}) {
     const uint64_t at = 8 + header + uint64_t(h[name]["data_offsets"][1]) - 3;
     std::string broken = bytes;
     broken[at] = char(broken[at] ^ 0x04);
-    std::ofstream(path, std::ios::binary | std::ios::trunc) << broken;
+    testing::write_file(path, broken);
     Sequence c = engine.new_sequence();
     try {
       load_state_into(path, m, engine.n_ctx(), c);
@@ -220,18 +226,14 @@ TEST(StateModel, HuggingFaceKeyOrderLoadsExactly) {
   EXPECT_EQ(0, std::memcmp(step(a).data(), want.data(), nv * sizeof(float))) << "load_state + restore";
   EXPECT_EQ(0, std::memcmp(step(b).data(), want.data(), nv * sizeof(float))) << "load_state_into";
 
-  std::string bytes;
-  {
-    std::ifstream in(path, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  const uint64_t header = uint64_t(uint8_t(bytes[0])) | uint64_t(uint8_t(bytes[1])) << 8 |
-                          uint64_t(uint8_t(bytes[2])) << 16 | uint64_t(uint8_t(bytes[3])) << 24;
-  const nlohmann::json h = nlohmann::json::parse(bytes.substr(8, header));
+  std::string bytes = testing::read_file(path);
+  const SafetensorsHeader sh = safetensors_header(bytes);
+  const uint64_t header = sh.size;
+  const nlohmann::json& h = sh.json;
   EXPECT_EQ(h["__metadata__"]["key_order"], "hf");
   const uint64_t at = 8 + header + uint64_t(h["k.17"]["data_offsets"][0]) + 5;
   bytes[at] = char(bytes[at] ^ 0x04);
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  testing::write_file(path, bytes);
   Sequence c = engine.new_sequence();
   try {
     load_state_into(path, m, engine.n_ctx(), c);

@@ -41,14 +41,6 @@ class ScratchDir {
   std::string path_;
 };
 
-inline void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-}
-inline std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // A prompt file holding corpus_text()[from, from + n_bytes), one per process (removed at exit).
 inline std::string corpus_prompt_file(size_t n_bytes, size_t from = 0) {
   static ScratchDir dir("prompts");

@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -79,6 +82,23 @@ inline std::vector<float> all_logits_in_calls(Engine& engine, Sequence& seq, con
 // A path in the temp directory, unique to this process.
 inline std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("kvstash_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+// A whole file's bytes (empty if it cannot be read), and a file replaced by bytes.
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+inline void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// The interpreter $KVSTASH_TEST_PYTHON names (default python3) if it has what
+// scripts/check_kvs_python.py imports (safetensors, numpy, xxhash); empty otherwise.
+inline std::string python_for_kvs_reader() {
+  const char* env = std::getenv("KVSTASH_TEST_PYTHON");
+  const std::string python = env && *env ? env : "python3";
+  return run_command(python + " -c 'import safetensors, numpy, xxhash'").exit_code == 0 ? python : "";
 }
 
 inline std::string cli() { return KVSTASH_CLI; }

@@ -26,9 +26,12 @@ const float* prefill(Engine& engine, Sequence& seq, const std::vector<Token>& to
 
 // Runs the tokens through the model and snapshots the result (recording the engine's context).
 // progress(done, total) is called after every chunk. With a budget the sequence keeps at most
-// budget + interval entries per head (SnapKV selects when the prefix ends).
+// budget + interval entries per head (SnapKV selects when the prefix ends). With a cache, the
+// longest cached prefix is loaded first and the new chunks are stored (unbudgeted only); `load`
+// (if given) receives what the cache provided.
 State process_prefix(Engine& engine, const std::vector<Token>& tokens,
-                     const std::function<void(int64_t, int64_t)>& progress = {}, const KvBudget& budget = {});
+                     const std::function<void(int64_t, int64_t)>& progress = {}, const KvBudget& budget = {},
+                     PrefixCache* cache = nullptr, CacheLoad* load = nullptr);
 // The same for text, tokenized by prompt_tokens.
 State process_prefix(Engine& engine, const std::string& text,
                      const std::function<void(int64_t, int64_t)>& progress = {}, const KvBudget& budget = {});

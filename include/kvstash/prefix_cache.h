@@ -66,14 +66,10 @@ class PrefixCache {
   ChunkStore& store_;
   Engine& engine_;
   PrefixCacheOptions options_;
+  StateArch arch_;  // the engine model's: the shape of every chunk
   std::string seed_text_;
   StoreKey seed_;
   std::vector<uint16_t> staging_;                      // a decoded chunk
 };
-
-// process_prefix (prefix.h) through the cache: loads the longest cached prefix, computes the rest
-// and stores its new chunks. `load` (if given) receives what the cache provided.
-State process_prefix(Engine& engine, PrefixCache& cache, const std::vector<Token>& tokens,
-                     const std::function<void(int64_t, int64_t)>& progress = {}, CacheLoad* load = nullptr);
 
 }  // namespace kvstash

@@ -11,15 +11,20 @@ std::vector<Token> prompt_tokens(const Tokenizer& tok, const std::string& text) 
 }
 
 State process_prefix(Engine& engine, const std::vector<Token>& tokens,
-                     const std::function<void(int64_t, int64_t)>& progress, const KvBudget& budget) {
+                     const std::function<void(int64_t, int64_t)>& progress, const KvBudget& budget,
+                     PrefixCache* cache, CacheLoad* load) {
   if (tokens.empty()) throw Error(ErrorKind::InvalidArgument, "prefix is empty");
   Sequence seq = engine.new_sequence(budget);
   if (!seq.evicts_as_it_goes() && int64_t(tokens.size()) > engine.n_ctx())
     throw Error(ErrorKind::ResourceExhausted, "prefix of " + std::to_string(tokens.size()) +
                                                   " tokens does not fit the context of " +
                                                   std::to_string(engine.n_ctx()) + " tokens");
+  const CacheLoad loaded = cache ? cache->load(seq, tokens) : CacheLoad{};
   const float* logits = prefill(engine, seq, tokens, progress);
-  return snapshot(engine.model(), seq, engine.n_ctx(), logits);
+  State state = snapshot(engine.model(), seq, engine.n_ctx(), logits);
+  if (cache) cache->save(seq);
+  if (load) *load = loaded;
+  return state;
 }
 
 const float* prefill(Engine& engine, Sequence& seq, const std::vector<Token>& tokens,

@@ -13,6 +13,7 @@
 #include "kvstash/kvz.h"
 #include "kvstash/prefix.h"
 #include "state/restore_parts.h"
+#include "util/little_endian.h"
 
 namespace kvstash {
 
@@ -22,12 +23,6 @@ constexpr char kMagic[4] = {'K', 'V', 'C', 'R'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHeader = 40;
 
-void put_u32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
-}
-uint32_t get_u32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
-uint64_t get_u64(const uint8_t* p) { return uint64_t(get_u32(p)) | uint64_t(get_u32(p + 4)) << 32; }
-
 codec::LevelParams level_params(int level) {
   return level == kvz_lossless_level() ? codec::lossless_level() : codec::built_in_level(level);
 }
@@ -35,7 +30,7 @@ codec::LevelParams level_params(int level) {
 }  // namespace
 
 PrefixCache::PrefixCache(ChunkStore& store, Engine& engine, const PrefixCacheOptions& options)
-    : store_(store), engine_(engine), options_(options) {
+    : store_(store), engine_(engine), options_(options), arch_(state_arch(engine.model().config())) {
   const int bt = engine.kv_pool().shape().block_tokens;
   if (options.chunk_tokens <= 0 || options.chunk_tokens % bt != 0 || options.chunk_tokens > 65536)
     throw Error(ErrorKind::InvalidArgument, "cache chunk of " + std::to_string(options.chunk_tokens) +
@@ -45,7 +40,7 @@ PrefixCache::PrefixCache(ChunkStore& store, Engine& engine, const PrefixCacheOpt
     throw Error(ErrorKind::InvalidArgument, "cache codec level " + std::to_string(options.codec_level) +
                                                 " does not exist (0: raw f16, 1.." +
                                                 std::to_string(kvz_lossless_level()) + ")");
-  const StateArch a = state_arch(engine.model().config());
+  const StateArch& a = arch_;
   // Everything that changes a chunk's bytes (docs/format-store.md, "Keys").
   seed_text_ = "kvstash prefix store 1\nmodel " + engine.model().fingerprint().hex() + "\narithmetic " +
                std::to_string(kArithmeticVersion) + "\ncache f16\nkeys gguf pair order, after rope\npositions contiguous from 0\nbudget none\nchunk_tokens " +
@@ -71,12 +66,12 @@ std::vector<StoreKey> PrefixCache::keys(const std::vector<Token>& tokens, size_t
 }
 
 bool PrefixCache::check_payload(const uint8_t* p, size_t size, const std::vector<Token>& tokens, int64_t first) const {
-  const StateArch a = state_arch(engine_.model().config());
+  const StateArch& a = arch_;
   const int64_t c = options_.chunk_tokens;
   if (size < kHeader + size_t(c) * 4 || std::memcmp(p, kMagic, 4) != 0) return false;
-  if (get_u32(&p[4]) != kVersion || get_u32(&p[8]) != uint32_t(options_.codec_level) ||
-      get_u32(&p[12]) != uint32_t(a.n_layer) || get_u32(&p[16]) != uint32_t(a.n_head_kv) ||
-      get_u32(&p[20]) != uint32_t(a.head_dim) || get_u32(&p[24]) != uint32_t(c) || get_u64(&p[32]) != uint64_t(first))
+  if (get_u32le(&p[4]) != kVersion || get_u32le(&p[8]) != uint32_t(options_.codec_level) ||
+      get_u32le(&p[12]) != uint32_t(a.n_layer) || get_u32le(&p[16]) != uint32_t(a.n_head_kv) ||
+      get_u32le(&p[20]) != uint32_t(a.head_dim) || get_u32le(&p[24]) != uint32_t(c) || get_u64le(&p[32]) != uint64_t(first))
     return false;
   if (std::memcmp(&p[kHeader], &tokens[size_t(first)], size_t(c) * 4) != 0) return false;  // a mis-filed entry
   const size_t raw = 2 * size_t(a.n_layer) * size_t(a.n_head_kv) * size_t(c) * size_t(a.head_dim) * 2;
@@ -85,7 +80,7 @@ bool PrefixCache::check_payload(const uint8_t* p, size_t size, const std::vector
 
 void PrefixCache::install(Sequence& seq, const uint8_t* payload, size_t payload_size, const std::vector<Token>& tokens,
                           int64_t first) {
-  const StateArch a = state_arch(engine_.model().config());
+  const StateArch& a = arch_;
   const int64_t c = options_.chunk_tokens;
   const size_t per = size_t(a.n_head_kv) * size_t(c) * size_t(a.head_dim);  // values in one layer's K
   const uint8_t* data = payload + kHeader + size_t(c) * 4;
@@ -155,18 +150,17 @@ CacheLoad PrefixCache::load(Sequence& seq, const std::vector<Token>& tokens) {
 }
 
 std::vector<uint8_t> PrefixCache::encode(const std::vector<uint16_t>& kv, const Token* tokens, int64_t first) const {
-  const StateArch a = state_arch(engine_.model().config());
+  const StateArch& a = arch_;
   const int64_t c = options_.chunk_tokens;
   std::vector<uint8_t> p(kHeader + size_t(c) * 4, 0);
   std::memcpy(p.data(), kMagic, 4);
-  put_u32(&p[4], kVersion);
-  put_u32(&p[8], uint32_t(options_.codec_level));
-  put_u32(&p[12], uint32_t(a.n_layer));
-  put_u32(&p[16], uint32_t(a.n_head_kv));
-  put_u32(&p[20], uint32_t(a.head_dim));
-  put_u32(&p[24], uint32_t(c));
-  put_u32(&p[32], uint32_t(uint64_t(first)));
-  put_u32(&p[36], uint32_t(uint64_t(first) >> 32));
+  put_u32le(&p[4], kVersion);
+  put_u32le(&p[8], uint32_t(options_.codec_level));
+  put_u32le(&p[12], uint32_t(a.n_layer));
+  put_u32le(&p[16], uint32_t(a.n_head_kv));
+  put_u32le(&p[20], uint32_t(a.head_dim));
+  put_u32le(&p[24], uint32_t(c));
+  put_u64le(&p[32], uint64_t(first));
   std::memcpy(&p[kHeader], tokens, size_t(c) * 4);
   if (options_.codec_level == 0) {
     const uint8_t* b = reinterpret_cast<const uint8_t*>(kv.data());
@@ -194,7 +188,7 @@ void PrefixCache::save(const Sequence& seq) {
   const std::vector<StoreKey> want = keys(seq.tokens(), n);
   if (want.empty()) return;
   const std::vector<int> where = store_.locate(want);
-  const StateArch a = state_arch(engine_.model().config());
+  const StateArch& a = arch_;
   const size_t hd = size_t(a.head_dim), per = size_t(a.n_head_kv) * size_t(c) * hd;
   const KvPool& pool = seq.pool();
   const int bt = pool.shape().block_tokens;
@@ -215,22 +209,6 @@ void PrefixCache::save(const Sequence& seq) {
     auto toks = std::make_shared<std::vector<Token>>(seq.tokens().begin() + first, seq.tokens().begin() + first + c);
     store_.put_async(want[j], [this, kv, toks, first] { return encode(*kv, toks->data(), first); }, where[j]);
   }
-}
-
-State process_prefix(Engine& engine, PrefixCache& cache, const std::vector<Token>& tokens,
-                     const std::function<void(int64_t, int64_t)>& progress, CacheLoad* load) {
-  if (tokens.empty()) throw Error(ErrorKind::InvalidArgument, "prefix is empty");
-  if (int64_t(tokens.size()) > engine.n_ctx())
-    throw Error(ErrorKind::ResourceExhausted, "prefix of " + std::to_string(tokens.size()) +
-                                                  " tokens does not fit the context of " +
-                                                  std::to_string(engine.n_ctx()) + " tokens");
-  Sequence seq = engine.new_sequence();
-  const CacheLoad l = cache.load(seq, tokens);
-  const float* logits = prefill(engine, seq, tokens, progress);
-  State s = snapshot(engine.model(), seq, engine.n_ctx(), logits);
-  cache.save(seq);
-  if (load) *load = l;
-  return s;
 }
 
 }  // namespace kvstash

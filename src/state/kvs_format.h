@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kvstash/state.h"
+#include "util/little_endian.h"
 
 namespace kvstash::kvs {
 
@@ -70,23 +71,11 @@ std::string hash_hex64(const void* data, size_t size);
 // u32le len(key), key, u32le len(value), value for each; xxh3-64 hex.
 std::string metadata_checksum(const std::map<std::string, std::string>& metadata);
 
-// Little-endian encoding, independent of the host.
-inline void put_u32le(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
-}
-inline void put_u64le(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = uint8_t(v >> (8 * i));
-}
-inline uint32_t get_u32le(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-inline uint64_t get_u64le(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
+// Little-endian encoding (util/little_endian.h).
+using kvstash::get_u32le;
+using kvstash::get_u64le;
+using kvstash::put_u32le;
+using kvstash::put_u64le;
 
 // Floats in metadata: the shortest fixed-notation decimal that reads back to the same float
 // ("100000", "0.25").

@@ -7,6 +7,7 @@
 
 #include "kvstash/error.h"
 #include "kvstash/store.h"
+#include "util/little_endian.h"
 
 namespace kvstash {
 
@@ -16,38 +17,26 @@ constexpr char kMagic[8] = {'K', 'V', 'S', 'T', 'C', 'H', 'N', 'K'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHeader = ChunkStore::kEnvelopeBytes;
 
-void put_u32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
-}
-void put_u64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = uint8_t(v >> (8 * i));
-}
-uint64_t get_u64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-
 }  // namespace
 
 std::vector<uint8_t> ChunkStore::wrap(const StoreKey& key, const std::vector<uint8_t>& payload) {
   std::vector<uint8_t> e(kHeader + payload.size(), 0);
   std::memcpy(e.data(), kMagic, 8);
-  put_u32(&e[8], kVersion);
+  put_u32le(&e[8], kVersion);
   std::memcpy(&e[16], key.bytes.data(), 16);
-  put_u64(&e[32], payload.size());
-  put_u64(&e[40], XXH3_64bits(payload.data(), payload.size()));
-  put_u64(&e[56], XXH3_64bits(e.data(), 56));
+  put_u64le(&e[32], payload.size());
+  put_u64le(&e[40], XXH3_64bits(payload.data(), payload.size()));
+  put_u64le(&e[56], XXH3_64bits(e.data(), 56));
   if (!payload.empty()) std::memcpy(&e[kHeader], payload.data(), payload.size());
   return e;
 }
 
 bool ChunkStore::intact(const StoreKey& key, const std::vector<uint8_t>& e) {
   if (e.size() < kHeader || std::memcmp(e.data(), kMagic, 8) != 0) return false;
-  if (get_u64(&e[56]) != XXH3_64bits(e.data(), 56)) return false;
-  if ((get_u64(&e[8]) & 0xffffffffu) != kVersion || std::memcmp(&e[16], key.bytes.data(), 16) != 0) return false;
-  const uint64_t size = get_u64(&e[32]);
-  return size == e.size() - kHeader && get_u64(&e[40]) == XXH3_64bits(e.data() + kHeader, size);
+  if (get_u64le(&e[56]) != XXH3_64bits(e.data(), 56)) return false;
+  if (get_u32le(&e[8]) != kVersion || std::memcmp(&e[16], key.bytes.data(), 16) != 0) return false;
+  const uint64_t size = get_u64le(&e[32]);
+  return size == e.size() - kHeader && get_u64le(&e[40]) == XXH3_64bits(e.data() + kHeader, size);
 }
 
 struct ChunkStore::Job {

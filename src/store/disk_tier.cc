@@ -16,6 +16,7 @@
 #include "kvstash/error.h"
 #include "kvstash/store.h"
 #include "util/atomic_file.h"
+#include "util/little_endian.h"
 
 namespace kvstash {
 
@@ -30,15 +31,6 @@ constexpr size_t kHeader = 16;  // magic, hits (u64 LE; advisory, rewritten in p
 constexpr int64_t kForeignTempAge = 24 * 3600;  // another machine's temp file this old is abandoned
 
 int64_t mtime_ms(const struct stat& st) { return int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000; }
-
-uint64_t read_u64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-void write_u64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = uint8_t(v >> (8 * i));
-}
 
 bool read_all(int fd, uint8_t* p, size_t n, off_t at) {
   for (size_t done = 0; done < n;) {
@@ -180,7 +172,7 @@ class DiskTier final : public StoreTier {
       StoreEntry entry{*key, uint64_t(st.st_size), 0, mtime_ms(st)};
       const int fd = ::openat(::dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC);
       uint8_t h[kHeader];
-      if (fd >= 0 && read_all(fd, h, kHeader, 0) && std::memcmp(h, kFileMagic, 8) == 0) entry.hits = read_u64(h + 8);
+      if (fd >= 0 && read_all(fd, h, kHeader, 0) && std::memcmp(h, kFileMagic, 8) == 0) entry.hits = get_u64le(h + 8);
       if (fd >= 0) ::close(fd);
       r.push_back(entry);
     }
@@ -223,7 +215,7 @@ class DiskTier final : public StoreTier {
       std::vector<uint8_t> bytes(size_t(st.st_size) - kHeader);
       if (read_all(fd, bytes.data(), bytes.size(), off_t(kHeader))) v = std::move(bytes);
       if (v && writable) {  // count the hit; the write also marks the file as recently used
-        write_u64(h + 8, read_u64(h + 8) + 1);
+        put_u64le(h + 8, get_u64le(h + 8) + 1);
         (void)!::pwrite(fd, h + 8, 8, 8);
       }
     } else {

@@ -72,8 +72,7 @@ Command add_prefill(CLI::App& app) {
     const auto progress = [&](int64_t done, int64_t total) { bar.update(done, total); };
     std::unique_ptr<PrefixCache> cache = prefix_cache(store.get(), *l.engine, cache_opts, budget);
     CacheLoad load;
-    const State state = cache ? process_prefix(*l.engine, *cache, tokens, progress, &load)
-                              : process_prefix(*l.engine, tokens, progress, budget);
+    const State state = process_prefix(*l.engine, tokens, progress, budget, cache.get(), &load);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (kvz) {
       KvzOptions o = kvz_opts;
