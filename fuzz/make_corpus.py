@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Writes the fuzzers' seed corpora into OUT/{gguf,kvs,kvz,tokenizer} (python3 stdlib only).
+"""Writes the fuzzers' seed corpora into OUT/{gguf,kvs,kvz,tokenizer,server_request} (python3 stdlib
+only).
 
 GGUF seeds are written here (v3 layout: https://github.com/ggml-org/ggml/blob/master/docs/gguf.md),
 among them two tiny llama models that Model::load accepts, so the fuzzer starts from inputs that
 reach the loader and the forward pass. .kvs seeds come from kvs_make_seeds (the library's own
 writer: xxh3 is not in the stdlib), each prefixed with kvs_fuzz's mode byte; so do the .kvz seeds
-(prefixed with kvz_fuzz's mode byte).
+(prefixed with kvz_fuzz's mode byte). server_request seeds are request bodies: completions, chat
+and state, valid and not.
 
 usage: make_corpus.py OUT [--kvs-seeds PATH/TO/kvs_make_seeds]
 """
@@ -144,13 +146,35 @@ TEXTS = {
     "contractions": b"I'm sure you're right, we'll see; it's what they'd've done.",
 }
 
+REQUESTS = {
+    "completion_min": b'{"prompt": "Once upon a time"}',
+    "completion_full": (b'{"model": "smol", "prompt": ["Hi"], "max_tokens": 32, "temperature": 0.7, "top_p": 0.9,'
+                        b' "seed": -5, "stop": ["\\n", ""], "n": 2, "stream": true,'
+                        b' "stream_options": {"include_usage": true}, "logprobs": 3, "echo": false,'
+                        b' "best_of": 1, "logit_bias": {}, "suffix": null, "user": "u", "state": "sys-1"}'),
+    "completion_ids": b'{"prompt": [1, 2, 3, 4096], "max_tokens": 0}',
+    "completion_ids_nested": b'{"prompt": [[5, 6]], "logprobs": null}',
+    "chat_min": b'{"messages": [{"role": "user", "content": "Hello"}]}',
+    "chat_full": ('{"model": "m", "messages": [{"role": "developer", "content": "Be brief."},'
+                  ' {"role": "user", "content": [{"type": "text", "text": "caf\u00e9 "}, {"type": "text", "text": "日本"}]},'
+                  ' {"role": "assistant", "content": null}], "max_completion_tokens": 64, "logprobs": true,'
+                  ' "top_logprobs": 5, "response_format": {"type": "text"}, "tools": [], "tool_choice": "none",'
+                  ' "parallel_tool_calls": false, "presence_penalty": 0, "frequency_penalty": 0.0}').encode(),
+    "chat_bad_part": b'{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}',
+    "bad_types": b'{"prompt": 5, "max_tokens": "9", "n": 0, "temperature": 3, "stop": [1]}',
+    "bad_json": b'{"prompt": "unterminated',
+    "state_prompt": b'{"prompt": "You are a pirate."}',
+    "state_messages": b'{"messages": [{"role": "system", "content": "Answer in French."}]}',
+    "huge_numbers": b'{"prompt": "x", "max_tokens": 18446744073709551616, "seed": -9223372036854775808, "top_p": 1e-320}',
+}
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--kvs-seeds", help="the kvs_make_seeds program (kvs seeds are skipped without it)")
     args = ap.parse_args()
-    dirs = {d: os.path.join(args.out, d) for d in ("gguf", "kvs", "kvz", "tokenizer")}
+    dirs = {d: os.path.join(args.out, d) for d in ("gguf", "kvs", "kvz", "tokenizer", "server_request")}
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
     for name, data in gguf_seeds(random.Random(7)).items():
@@ -158,6 +182,9 @@ def main():
             f.write(data)
     for name, data in TEXTS.items():
         with open(os.path.join(dirs["tokenizer"], name + ".txt"), "wb") as f:
+            f.write(data)
+    for name, data in REQUESTS.items():
+        with open(os.path.join(dirs["server_request"], name + ".json"), "wb") as f:
             f.write(data)
     if args.kvs_seeds:
         with tempfile.TemporaryDirectory() as tmp:

@@ -19,7 +19,7 @@ LAYERS = [
     ("codec", ["kvz.h"]),
     ("store", ["store.h"]),
     ("session", ["generate.h", "prefix.h", "prefix_cache.h"]),
-    ("server", []),
+    ("server", ["server.h"]),
 ]
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 HEADER_RANK = {h: i for i, (_, hs) in enumerate(LAYERS) for h in hs}

@@ -24,7 +24,7 @@ step "ASan+UBSan build done"
 # The long whole-model computations (batch/SIMD invariance over many splits, the fidelity and long
 # context runs, the synthetic 1B model) run in the Release suite; under ASan they would take most of
 # CI's time while exercising the same code as the shorter model tests that stay here.
-heavy='^(Threads/BatchInvariance|SimdInvariance|Fidelity|CliLongContext|SyntheticModel|StateExactness)\.|^Eviction\.SameBitsForAnySplit'
+heavy='^(Threads/BatchInvariance|SimdInvariance|Fidelity|CliLongContext|SyntheticModel|StateExactness|CliStore|CliStoreRedis|NetnsStore|ServerLoad)\.|^Eviction\.SameBitsForAnySplit'
 ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 1200 -E "$heavy" || failed+=("ctest under ASan+UBSan")
 step "ASan+UBSan tests done"
 
@@ -36,7 +36,7 @@ python3 fuzz/make_corpus.py build-fuzz/corpus --kvs-seeds build-fuzz/kvs_make_se
 step "fuzzers built, corpora made"
 
 summary=()
-for spec in gguf:16384 kvs:65536 kvz:65536 tokenizer:4096; do
+for spec in gguf:16384 kvs:65536 kvz:65536 tokenizer:4096 server_request:8192; do
   name=${spec%%:*} max_len=${spec##*:}
   mkdir -p "build-fuzz/work/$name" build-fuzz/artifacts
   log=build-fuzz/$name.log

@@ -9,7 +9,7 @@ demo=1
 
 packages=(build-essential cmake pkg-config git python3 python3-dev python3-venv python3-pip libgtest-dev
           nlohmann-json3-dev libcli11-dev libpcre2-dev libxxhash-dev libzstd-dev libhwy-dev bible-kjv
-          clang libclang-rt-14-dev libhiredis-dev redis-server iproute2)
+          clang libclang-rt-14-dev libhiredis-dev redis-server iproute2 libcpp-httplib-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

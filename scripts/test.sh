@@ -4,9 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --no-demo
 # The independent Python reader of .kvs files (scripts/check_kvs_python.py), run by a test.
-if ! .venv-test/bin/python -c "import numpy, safetensors, xxhash" 2>/dev/null; then
+# The official openai client, which a server test drives kvstash serve with.
+if ! .venv-test/bin/python -c "import numpy, safetensors, xxhash, openai" 2>/dev/null; then
   python3 -m venv .venv-test
-  .venv-test/bin/pip install --quiet numpy safetensors xxhash
+  .venv-test/bin/pip install --quiet numpy safetensors xxhash openai
 fi
 export KVSTASH_TEST_PYTHON="$PWD/.venv-test/bin/python"
 # The synthetic Llama-3.2-1B-shaped Q4_K_M model and llama.cpp's logits on it (docs/synthetic-models.md;

@@ -38,8 +38,18 @@ struct ForwardOptions {
   std::vector<float>* attention = nullptr;
 };
 
+// One sequence's new tokens in a batched forward pass.
+struct BatchItem {
+  Sequence* seq = nullptr;
+  const Token* tokens = nullptr;
+  int64_t n = 0;
+  bool logits = false;  // return the logits of its last token
+};
+
 class Engine {
  public:
+  static constexpr int64_t kMaxBatchTokens = 512;  // tokens of one forward_batch call, all items together
+
   // Validates the options (InvalidArgument) and allocates the KV pool (ResourceExhausted when
   // memory is short). The thread pool is shared, not owned: engines on one pool must not run
   // forward passes at the same time.
@@ -70,6 +80,12 @@ class Engine {
   // other sequences. Returns the last token's logits: `last_logits`, or the same values computed
   // again where the window was run again.
   const float* end_prefill(Sequence& seq, const float* last_logits);
+  // One forward pass over the new tokens of several unbudgeted sequences (continuous batching):
+  // each row's products and attention are computed as in forward(), so every logit is bitwise
+  // what the sequence would get alone. Returns n_vocab floats per item with `logits`, in item
+  // order. Throws InvalidArgument (a budgeted or repeated sequence, more than kMaxBatchTokens) or
+  // ResourceExhausted (context, KV pool) with every sequence left as it was.
+  const float* forward_batch(const BatchItem* items, int count);
 
  private:
   struct Scratch;
@@ -81,6 +97,8 @@ class Engine {
   // of the last one to `logits`, or none if it is null.
   void forward_chunk(Sequence& seq, const Token* tokens, int64_t n, float* logits, bool all_logits,
                      std::vector<float>* attention, bool gather);
+  // The pass itself, over rows already appended to their sequences (Scratch's row map).
+  void run_rows(const Token* tokens, int64_t n, float* logits, std::vector<float>* attention, bool gather);
   void check_fits(const Sequence& seq, int64_t n) const;
   KeyRotator key_rotator() const;
 
@@ -99,15 +117,15 @@ class Engine {
   template <class Done>
   void product_rows(const Product* ps, int count, int64_t n, int64_t b, int64_t e, Done&& done);
   void add_rows(int64_t n, int64_t r0, int64_t r1);  // x += xn on rows [r0, r1)
-  void store_rows(int il, Sequence& seq, int64_t first, int64_t t, bool key, int64_t e0, int64_t e1);
-  void qkv_rows(int il, Sequence& seq, int64_t first, int64_t n, int64_t b, int64_t e, bool fused_rope);
-  void rope_and_store(int il, Sequence& seq, int64_t first, int64_t t);
-  // Attention of KV head kvh's query heads for token t, p: scratch of group rows of seq.size();
+  void store_rows(int il, int64_t t, bool key, int64_t e0, int64_t e1);
+  void qkv_rows(int il, int64_t n, int64_t b, int64_t e, bool fused_rope);
+  void rope_and_store(int il, int64_t t);
+  // Attention of KV head kvh's query heads for row t, p: scratch of group rows of the score stride;
   // adds their probabilities (head order) to row_sum unless it is null.
-  void attend(int il, const Sequence& seq, int64_t first, int64_t t, int kvh, float* p, float* row_sum);
-  void attention_items(int il, Sequence& seq, int64_t first, std::vector<float>* attention, bool gather, int64_t b,
-                       int64_t e, int thread);
-  void fold_gathered(int il, Sequence& seq, int64_t first, int64_t n, int64_t b, int64_t e);
+  void attend(int il, int64_t t, int kvh, float* p, float* row_sum);
+  void attention_items(int il, int64_t n_seq, std::vector<float>* attention, bool gather, int64_t b, int64_t e,
+                       int thread);
+  void fold_gathered(int il, int64_t n, int64_t b, int64_t e);
   void ffn_units(int il, int64_t n, int64_t b, int64_t e, int thread);
 
   const Model& model_;

@@ -46,7 +46,12 @@ struct Engine::Scratch {
   std::vector<uint8_t> act_mid;    // quantized by a step for the next: attention -> wo, gate/up -> down
   std::vector<float> ffn;          // per thread: the gate and up rows of one unit, all new tokens
   std::vector<float> scores;       // per thread: attention rows of one KV head's query heads
-  std::vector<int32_t> positions;
+  std::vector<int32_t> positions;  // per new token (row)
+  std::vector<Sequence*> row_seq;   // the sequence of each row
+  std::vector<int64_t> row_slot;    // the row's slot in its sequence
+  std::vector<int64_t> out_rows;    // rows whose logits are computed, in order
+  int64_t score_stride = 0;         // floats per query head's row in `scores`: the longest sequence
+  std::vector<Token> batch_tokens;  // forward_batch's tokens, row order
   std::vector<float> rope;         // per new token: cos and sin of each rotated pair
   std::vector<float> gathered;     // budgeted: per new token and KV head, attention on each entry
   std::vector<LayerPlan> plan;
@@ -262,11 +267,82 @@ void Engine::plan(int64_t n, int64_t n_out, bool logits) {
 
 void Engine::forward_chunk(Sequence& seq, const Token* tokens, int64_t n, float* logits, bool all_logits,
                            std::vector<float>* attention, bool gather) {
-  const ModelConfig& c = model_.config();
   Scratch& s = *s_;
   s.positions.resize(size_t(n));
   for (int64_t i = 0; i < n; ++i) s.positions[size_t(i)] = seq.next_position() + int32_t(i);
-  const int64_t first = seq.append(tokens, s.positions.data(), n), n_seq = seq.size();
+  const int64_t first = seq.append(tokens, s.positions.data(), n);
+  s.row_seq.assign(size_t(n), &seq);
+  s.row_slot.resize(size_t(n));
+  for (int64_t t = 0; t < n; ++t) s.row_slot[size_t(t)] = first + t;
+  s.out_rows.clear();
+  if (logits)
+    for (int64_t t = all_logits ? 0 : n - 1; t < n; ++t) s.out_rows.push_back(t);
+  run_rows(tokens, n, logits, attention, gather);
+}
+
+const float* Engine::forward_batch(const BatchItem* items, int count) {
+  const ModelConfig& c = model_.config();
+  Scratch& s = *s_;
+  int64_t n = 0, n_out = 0;
+  for (int i = 0; i < count; ++i) {
+    const BatchItem& it = items[i];
+    if (!it.seq || it.n <= 0) throw Error(ErrorKind::InvalidArgument, "batched forward pass: an item without tokens");
+    if (&it.seq->pool() != &kv_)
+      throw Error(ErrorKind::InvalidArgument, "forward pass: the sequence belongs to another engine");
+    if (it.seq->budgeted())
+      throw Error(ErrorKind::InvalidArgument, "batched forward passes are for sequences without a KV budget");
+    for (int j = 0; j < i; ++j)
+      if (items[j].seq == it.seq) throw Error(ErrorKind::InvalidArgument, "batched forward pass: a sequence appears twice");
+    if (int64_t(it.seq->next_position()) + it.n > int64_t(kMaxPosition))
+      throw Error(ErrorKind::InvalidArgument, "positions past " + std::to_string(kMaxPosition) + " are not supported");
+    for (int64_t t = 0; t < it.n; ++t)
+      if (it.tokens[t] < 0 || it.tokens[t] >= c.n_vocab)
+        throw Error(ErrorKind::InvalidArgument, "token id " + std::to_string(it.tokens[t]) + " is outside the vocabulary");
+    check_fits(*it.seq, it.n);
+    n += it.n;
+    n_out += it.logits ? 1 : 0;
+  }
+  if (n == 0) throw Error(ErrorKind::InvalidArgument, "forward pass needs at least one token");
+  if (n > kMaxBatchTokens)
+    throw Error(ErrorKind::InvalidArgument, "batched forward pass of " + std::to_string(n) + " tokens: at most " +
+                                                std::to_string(kMaxBatchTokens));
+  s.positions.resize(size_t(n));
+  s.row_seq.resize(size_t(n));
+  s.row_slot.resize(size_t(n));
+  s.out_rows.clear();
+  std::vector<Token>& tokens = s.batch_tokens;
+  tokens.resize(size_t(n));
+  int appended = 0;
+  try {
+    for (int64_t i = 0, row = 0; i < count; ++i, ++appended) {
+      const BatchItem& it = items[i];
+      for (int64_t t = 0; t < it.n; ++t) s.positions[size_t(row + t)] = it.seq->next_position() + int32_t(t);
+      const int64_t first = it.seq->append(it.tokens, &s.positions[size_t(row)], it.n);
+      for (int64_t t = 0; t < it.n; ++t) {
+        s.row_seq[size_t(row + t)] = it.seq;
+        s.row_slot[size_t(row + t)] = first + t;
+        tokens[size_t(row + t)] = it.tokens[t];
+      }
+      row += it.n;
+      if (it.logits) s.out_rows.push_back(row - 1);
+    }
+  } catch (...) {  // the pool ran out of blocks: leave every sequence as it was
+    for (int i = 0; i < appended; ++i) items[i].seq->pop(items[i].n);
+    throw;
+  }
+  grow(s.logits, size_t(n_out * c.n_vocab));
+  run_rows(tokens.data(), n, n_out ? s.logits.data() : nullptr, nullptr, false);
+  return s.logits.data();
+}
+
+// The rows (s.row_seq, s.row_slot, s.positions, s.out_rows) are set and appended to their sequences.
+void Engine::run_rows(const Token* tokens, int64_t n, float* logits, std::vector<float>* attention, bool gather) {
+  const ModelConfig& c = model_.config();
+  Scratch& s = *s_;
+  // Attention reports and gathering are for one sequence (forward_chunk): rows of its size.
+  const int64_t n_seq = s.row_seq[0]->size();
+  s.score_stride = 0;
+  for (int64_t t = 0; t < n; ++t) s.score_stride = std::max(s.score_stride, s.row_seq[size_t(t)]->size());
 
   const int group = c.n_head / c.n_head_kv;
   const int64_t q_dim = int64_t(c.n_head) * c.head_dim, kv_dim = int64_t(c.n_head_kv) * c.head_dim;
@@ -277,10 +353,10 @@ void Engine::forward_chunk(Sequence& seq, const Token* tokens, int64_t n, float*
   grow(s.v, size_t(n * kv_dim));
   grow(s.attn, size_t(n * q_dim));
   grow(s.rope, size_t(n * c.n_rot));
-  grow(s.scores, size_t(pool_.size()) * size_t(group) * size_t(n_seq));
+  grow(s.scores, size_t(pool_.size()) * size_t(group) * size_t(s.score_stride));
   if (attention) attention->assign(size_t(n * n_seq), 0.0f);
   if (gather) grow(s.gathered, size_t(n * c.n_head_kv * n_seq));
-  const int64_t n_out = logits ? (all_logits ? n : 1) : 0;
+  const int64_t n_out = int64_t(s.out_rows.size());
   plan(n, n_out, logits != nullptr);
   if (logits) s.out.out = logits;
 
@@ -319,7 +395,7 @@ void Engine::forward_chunk(Sequence& seq, const Token* tokens, int64_t n, float*
     if (si >= c.n_layer * kLayerSteps) {
       if (si - c.n_layer * kLayerSteps == kOutNorm) {
         for (int64_t t = b; t < e; ++t)
-          norm_input(&s.x[size_t((n - n_out + t) * c.n_embd)], model_.output_norm().data(), &s.out, 1, t);
+          norm_input(&s.x[size_t(s.out_rows[size_t(t)] * c.n_embd)], model_.output_norm().data(), &s.out, 1, t);
       } else {
         product_rows(&s.out, 1, n_out, b, e, [](int, int64_t, int64_t) {});
       }
@@ -332,12 +408,12 @@ void Engine::forward_chunk(Sequence& seq, const Token* tokens, int64_t n, float*
         for (int64_t t = b; t < e; ++t)
           norm_input(&s.x[size_t(t * c.n_embd)], model_.layer(il).attn_norm.data(), L.qkv, 3, t);
         break;
-      case kQkv: qkv_rows(il, seq, first, n, b, e, fused_rope); break;
+      case kQkv: qkv_rows(il, n, b, e, fused_rope); break;
       case kRope:
-        for (int64_t t = b; t < e; ++t) rope_and_store(il, seq, first, t);
+        for (int64_t t = b; t < e; ++t) rope_and_store(il, t);
         break;
-      case kAttention: attention_items(il, seq, first, attention, gather, b, e, thread); break;
-      case kGatherFold: fold_gathered(il, seq, first, n, b, e); break;
+      case kAttention: attention_items(il, n_seq, attention, gather, b, e, thread); break;
+      case kGatherFold: fold_gathered(il, n, b, e); break;
       case kWoInput:
         for (int64_t t = b; t < e; ++t) quantize_input(&L.wo, 1, &s.attn[size_t(t * q_dim)], t);
         break;
@@ -403,14 +479,15 @@ void Engine::add_rows(int64_t n, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) s.x[size_t(t * d + r)] += s.xn[size_t(t * d + r)];
 }
 
-void Engine::store_rows(int il, Sequence& seq, int64_t first, int64_t t, bool key, int64_t e0, int64_t e1) {
+void Engine::store_rows(int il, int64_t t, bool key, int64_t e0, int64_t e1) {
   const ModelConfig& c = model_.config();
   const int hd = c.head_dim;
   const int64_t kv_dim = int64_t(c.n_head_kv) * hd;
   const float* row = (key ? s_->k : s_->v).data() + t * kv_dim;
+  const Sequence& seq = *s_->row_seq[size_t(t)];
   KvPool& kv = seq.pool();
-  const int32_t block = seq.block_of(first + t);
-  const int64_t slot = seq.slot_of(first + t);
+  const int32_t block = seq.block_of(s_->row_slot[size_t(t)]);
+  const int64_t slot = seq.slot_of(s_->row_slot[size_t(t)]);
   for (int64_t e = e0; e < e1;) {  // head by head
     const int h = int(e / hd);
     const int64_t end = std::min(e1, int64_t(h + 1) * hd);
@@ -420,7 +497,7 @@ void Engine::store_rows(int il, Sequence& seq, int64_t first, int64_t t, bool ke
   }
 }
 
-void Engine::qkv_rows(int il, Sequence& seq, int64_t first, int64_t n, int64_t b, int64_t e, bool fused_rope) {
+void Engine::qkv_rows(int il, int64_t n, int64_t b, int64_t e, bool fused_rope) {
   const ModelConfig& c = model_.config();
   Scratch& s = *s_;
   const int hd = c.head_dim;
@@ -431,33 +508,34 @@ void Engine::qkv_rows(int il, Sequence& seq, int64_t first, int64_t n, int64_t b
       const float* angles = &s.rope[size_t(t * c.n_rot)];
       if (i == 0) rope_span(&s.q[size_t(t * q_dim)], r0, r1, hd, c.n_rot, angles);
       if (i == 1) rope_span(&s.k[size_t(t * kv_dim)], r0, r1, hd, c.n_rot, angles);
-      if (i != 0) store_rows(il, seq, first, t, i == 1, r0, r1);
+      if (i != 0) store_rows(il, t, i == 1, r0, r1);
     }
   });
 }
 
-void Engine::rope_and_store(int il, Sequence& seq, int64_t first, int64_t t) {
+void Engine::rope_and_store(int il, int64_t t) {
   const ModelConfig& c = model_.config();
   Scratch& s = *s_;
   const int64_t q_dim = int64_t(c.n_head) * c.head_dim, kv_dim = int64_t(c.n_head_kv) * c.head_dim;
   const int32_t pos = s.positions[size_t(t)];
   rope(&s.q[size_t(t * q_dim)], c.n_head, c.head_dim, c.n_rot, pos, model_.rope_inv_freq());
   rope(&s.k[size_t(t * kv_dim)], c.n_head_kv, c.head_dim, c.n_rot, pos, model_.rope_inv_freq());
-  store_rows(il, seq, first, t, true, 0, kv_dim);
-  store_rows(il, seq, first, t, false, 0, kv_dim);
+  store_rows(il, t, true, 0, kv_dim);
+  store_rows(il, t, false, 0, kv_dim);
 }
 
-// Grouped-query causal attention: new token t sees entries 0..first+t of the sequence; query head
+// Grouped-query causal attention: new token t sees entries 0..slot of its sequence; query head
 // h reads KV head h / (n_head / n_head_kv). K and V come from the f16 cache. The unit of work is
 // one KV head of one token: its query heads (contiguous in q) read each K and V row once.
-void Engine::attend(int il, const Sequence& seq, int64_t first, int64_t t, int kvh, float* p, float* row_sum) {
+void Engine::attend(int il, int64_t t, int kvh, float* p, float* row_sum) {
   const ModelConfig& c = model_.config();
   Scratch& s = *s_;
   const int group = c.n_head / c.n_head_kv, hd = c.head_dim;
   const float scale = 1.0f / std::sqrt(float(hd));
-  const int64_t q_dim = int64_t(c.n_head) * hd, span = int64_t(group) * hd, n_seq = seq.size();
+  const int64_t q_dim = int64_t(c.n_head) * hd, span = int64_t(group) * hd, n_seq = s.score_stride;
+  const Sequence& seq = *s.row_seq[size_t(t)];
   const KvPool& kv = seq.pool();
-  const int64_t bt = kv.shape().block_tokens, n_see = first + t + 1;
+  const int64_t bt = kv.shape().block_tokens, n_see = s.row_slot[size_t(t)] + 1;
   auto k_rows = [&](int64_t j) { return kv.k(seq.block_of(j), il, kvh); };
   auto v_rows = [&](int64_t j) { return kv.v(seq.block_of(j), il, kvh); };
   // Scores (head g's row at p + g * n_seq), K fetched two blocks ahead and V into L2 on the way.
@@ -486,16 +564,15 @@ void Engine::attend(int il, const Sequence& seq, int64_t first, int64_t t, int k
                             span);
 }
 
-void Engine::attention_items(int il, Sequence& seq, int64_t first, std::vector<float>* attention, bool gather,
-                             int64_t b, int64_t e, int thread) {
+void Engine::attention_items(int il, int64_t n_seq, std::vector<float>* attention, bool gather, int64_t b,
+                             int64_t e, int thread) {
   const ModelConfig& c = model_.config();
   Scratch& s = *s_;
-  const int64_t n_seq = seq.size();
-  float* p = &s.scores[size_t(thread) * size_t(c.n_head / c.n_head_kv) * size_t(n_seq)];
+  float* p = &s.scores[size_t(thread) * size_t(c.n_head / c.n_head_kv) * size_t(s.score_stride)];
   if (attention) {
     // Reporting attention: one thread owns each token's row, summing heads in a fixed order.
     for (int64_t t = b; t < e; ++t)
-      for (int kvh = 0; kvh < c.n_head_kv; ++kvh) attend(il, seq, first, t, kvh, p, &(*attention)[size_t(t * n_seq)]);
+      for (int kvh = 0; kvh < c.n_head_kv; ++kvh) attend(il, t, kvh, p, &(*attention)[size_t(t * n_seq)]);
     return;
   }
   for (int64_t i = b; i < e; ++i) {
@@ -504,14 +581,15 @@ void Engine::attention_items(int il, Sequence& seq, int64_t first, std::vector<f
       row = &s.gathered[size_t(i * n_seq)];
       std::fill(row, row + n_seq, 0.0f);
     }
-    attend(il, seq, first, i / c.n_head_kv, int(i % c.n_head_kv), p, row);
+    attend(il, i / c.n_head_kv, int(i % c.n_head_kv), p, row);
   }
 }
 
 // Folds the gathered attention into each lane's scores, token by token (a fixed order).
-void Engine::fold_gathered(int il, Sequence& seq, int64_t first, int64_t n, int64_t b, int64_t e) {
+void Engine::fold_gathered(int il, int64_t n, int64_t b, int64_t e) {
   const ModelConfig& c = model_.config();
-  const int64_t n_seq = seq.size();
+  Sequence& seq = *s_->row_seq[0];  // gathering is for one sequence
+  const int64_t n_seq = seq.size(), first = s_->row_slot[0];
   EvictionBook& book = *seq.book();
   const bool last_only = book.budget.policy == EvictionPolicy::Tova;
   for (int64_t kvh = b; kvh < e; ++kvh) {

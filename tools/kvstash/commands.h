@@ -15,5 +15,6 @@ Command add_inspect(CLI::App& app);
 Command add_compress(CLI::App& app);
 Command add_decompress(CLI::App& app);
 Command add_cache(CLI::App& app);
+Command add_serve(CLI::App& app);
 
 }  // namespace kvstash::cli

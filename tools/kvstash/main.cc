@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> names;
   for (auto add : {kvstash::cli::add_run, kvstash::cli::add_prefill, kvstash::cli::add_generate,
                    kvstash::cli::add_inspect, kvstash::cli::add_compress, kvstash::cli::add_decompress,
-                   kvstash::cli::add_perplexity, kvstash::cli::add_tokenize, kvstash::cli::add_cache}) {
+                   kvstash::cli::add_perplexity, kvstash::cli::add_tokenize, kvstash::cli::add_cache, kvstash::cli::add_serve}) {
     const size_t before = app.get_subcommands({}).size();
     kvstash::cli::Command c = add(app);
     CLI::App* sub = app.get_subcommands({})[before];
