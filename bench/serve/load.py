@@ -172,6 +172,7 @@ class TokenCounter:
 
 def cut_to_tokens(text, n_tokens, count):
     """The longest prefix of text, cut at a word boundary, of at most n_tokens tokens."""
+    text = text[: n_tokens * 16]  # no token is that long: keeps the count's command line short
     words = text.split(" ")
     lo, hi = 1, len(words)
     if count(text) <= n_tokens:
