@@ -64,7 +64,17 @@ PerplexityResult perplexity(Engine& engine, const std::vector<Token>& tokens, in
 PerplexityResult perplexity_stream(Engine& engine, const std::vector<Token>& tokens, const KvBudget& budget,
                                    int64_t chunk = 0);
 
-// log(softmax(logits)[target]) computed in double.
-double log_prob(const float* logits, int n_vocab, Token target);
+// log(softmax(logits)) in double: one pass for the normalizer, then any entry.
+struct LogSoftmax {
+  LogSoftmax(const float* logits, int n_vocab);
+  double operator()(float logit) const { return double(logit) - max_ - log_sum_; }
+
+ private:
+  double max_ = 0, log_sum_ = 0;
+};
+// log(softmax(logits)[target]).
+inline double log_prob(const float* logits, int n_vocab, Token target) {
+  return LogSoftmax(logits, n_vocab)(logits[target]);
+}
 
 }  // namespace kvstash

@@ -46,12 +46,18 @@ void send_error(httplib::Response& res, const HttpError& e) {
   res.set_content(error_json(e), "application/json");
 }
 
-std::string random_id(const char* prefix) {
+uint64_t random_u64() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return rng();
+}
+
+std::string random_id(const char* prefix) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%s%016llx", prefix, static_cast<unsigned long long>(rng()));
+  std::snprintf(buf, sizeof buf, "%s%016llx", prefix, static_cast<unsigned long long>(random_u64()));
   return buf;
 }
+
+HttpError job_error(const Job& job) { return http_error(Error(job.error_kind, job.error)); }
 
 class Server {
  public:
@@ -88,8 +94,9 @@ class Server {
     char c;
     while (read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
     }
+    const Scheduler::Load l = scheduler_.load();
     std::fprintf(stderr, "kvstash serve: draining %lld running and %lld queued requests\n",
-                 static_cast<long long>(scheduler_.load().active), static_cast<long long>(scheduler_.load().queued));
+                 static_cast<long long>(l.active), static_cast<long long>(l.queued));
     scheduler_.drain();
     http_.stop();
     listener.join();
@@ -258,12 +265,11 @@ class Server {
     spec.logprobs = req.logprobs;
     spec.sampling = SamplingParams{.temperature = float(req.temperature), .top_k = 0, .top_p = float(req.top_p),
                                    .min_p = 0, .repeat_penalty = 1.0f, .repeat_last_n = 64, .seed = 0};
-    static thread_local std::mt19937_64 rng{std::random_device{}()};
     std::vector<std::shared_ptr<Job>> jobs;
     try {
       for (int i = 0; i < req.n; ++i) {
         JobSpec s = spec;
-        s.sampling.seed = req.has_seed ? req.seed + uint64_t(i) : rng();
+        s.sampling.seed = req.has_seed ? req.seed + uint64_t(i) : random_u64();
         jobs.push_back(scheduler_.submit(std::move(s)));
       }
     } catch (...) {
@@ -323,7 +329,7 @@ class Server {
     }
     for (const auto& job : jobs)
       if (job->failed) {
-        const HttpError e = http_error(Error(job->error_kind, job->error));
+        const HttpError e = job_error(*job);
         send_error(res, e);
         metrics_.request_done(endpoint, e.status);
         return;
@@ -353,9 +359,10 @@ class Server {
               }
             record(job);
             if (job.failed) {
-              send("data: " + error_json(http_error(Error(job.error_kind, job.error))) + "\n\n");
+              const HttpError e = job_error(job);
+              send("data: " + error_json(e) + "\n\n");
               send(kStreamDone);
-              metrics_.request_done(endpoint, http_error(Error(job.error_kind, job.error)).status);
+              metrics_.request_done(endpoint, e.status);
               sink.done();
               return true;
             }
@@ -390,9 +397,6 @@ class Server {
 }  // namespace server
 
 void serve(Engine& engine, const ServerOptions& options, PrefixCache* cache, ChunkStore* store) {
-  if (options.parallel < 1 || options.parallel > 256)
-    throw Error(ErrorKind::InvalidArgument, "--parallel must be between 1 and 256");
-  if (options.queue_limit < 0) throw Error(ErrorKind::InvalidArgument, "--queue must be >= 0");
   server::Server s(engine, options, cache, store);
   s.run();
 }

@@ -1,10 +1,9 @@
 #include "server/scheduler.h"
 
 #include <algorithm>
-#include <cmath>
 #include <functional>
-#include <numeric>
 
+#include "kvstash/generate.h"
 #include "kvstash/prefix.h"
 #include "kvstash/state.h"
 #include "kvstash/tokenizer.h"
@@ -17,20 +16,20 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
+// The token's log-probability and the `top` most likely tokens (lowest id first on ties), found
+// in one scan that keeps them in order: top is at most 20.
 TokenInfo token_info(const float* logits, int n_vocab, Token id, int top) {
-  float mx = logits[0];
-  for (int i = 1; i < n_vocab; ++i) mx = std::max(mx, logits[i]);
-  double sum = 0;
-  for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i]) - double(mx));
-  const double lse = double(mx) + std::log(sum);
-  TokenInfo info{id, double(logits[id]) - lse, {}};
-  std::vector<Token> ids(static_cast<size_t>(n_vocab));
-  std::iota(ids.begin(), ids.end(), 0);
-  const size_t k = std::min<size_t>(size_t(top), ids.size());
-  std::partial_sort(ids.begin(), ids.begin() + long(k), ids.end(), [&](Token a, Token b) {
-    return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
-  });
-  for (size_t i = 0; i < k; ++i) info.top.emplace_back(ids[i], double(logits[ids[i]]) - lse);
+  const LogSoftmax lp(logits, n_vocab);
+  TokenInfo info{id, lp(logits[id]), {}};
+  std::vector<Token> best;
+  best.reserve(size_t(top) + 1);
+  for (Token t = 0; t < n_vocab && top > 0; ++t) {
+    if (int(best.size()) == top && logits[t] <= logits[best.back()]) continue;
+    auto at = std::find_if(best.begin(), best.end(), [&](Token b) { return logits[t] > logits[b]; });
+    best.insert(at, t);
+    if (int(best.size()) > top) best.pop_back();
+  }
+  for (Token t : best) info.top.emplace_back(t, lp(logits[t]));
   return info;
 }
 
@@ -76,20 +75,21 @@ struct Scheduler::Running {
   Sequence seq;
   size_t fed = 0;      // prompt tokens in seq
   Token pending = -1;  // sampled, fed by the next pass
+  bool finished = false;
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<TextStream> stream;
   std::string text, piece;  // all text so far; what the current token released
   std::function<void(const std::string&)> on_text = [this](const std::string& s) { piece += s; };
   std::unique_ptr<StopText> stop;
-  std::vector<Token> history;
   bool prefilling() const { return fed < spec.tokens.size(); }
 };
 
 Scheduler::Scheduler(Engine& engine, const SchedulerOptions& options) : engine_(engine), o_(options) {
-  if (o_.parallel < 1 || o_.queue_limit < 0 || o_.prefill_chunk < 1)
-    throw Error(ErrorKind::InvalidArgument, "scheduler: parallel and prefill chunk must be at least 1");
+  if (o_.parallel < 1 || o_.parallel > kMaxParallel)
+    throw Error(ErrorKind::InvalidArgument, "--parallel must be between 1 and " + std::to_string(kMaxParallel));
+  if (o_.queue_limit < 0) throw Error(ErrorKind::InvalidArgument, "--queue must be >= 0");
+  if (o_.prefill_chunk < 1) throw Error(ErrorKind::InvalidArgument, "--prefill-chunk must be >= 1");
   o_.prefill_chunk = std::min(o_.prefill_chunk, Engine::kMaxBatchTokens - o_.parallel);
-  kv_used_ = 0;
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -272,18 +272,17 @@ void Scheduler::step() {
     Running& r = *owner[i];
     if (r.prefilling()) r.fed += size_t(items[i].n);
     if (!items[i].logits) continue;
-    if (r.job->completion_tokens == 0 && r.history.empty()) r.history = r.seq.tokens();
     if (r.spec.max_tokens == 0) {
       if (!r.spec.save_path.empty()) save_state(snapshot(engine_.model(), r.seq, engine_.n_ctx(), logits), r.spec.save_path);
       r.job->stop_reason = "length";
-      r.pending = -2;  // done
+      r.finished = true;
     } else {
       emit(r, logits);
     }
     logits += n_vocab;
   }
   for (auto& p : running_)
-    if (p->pending == -2) finish(std::move(p), nullptr);
+    if (p->finished) finish(std::move(p), nullptr);
   running_.erase(std::remove(running_.begin(), running_.end(), nullptr), running_.end());
 }
 
@@ -292,19 +291,18 @@ void Scheduler::emit(Running& r, const float* logits) {
   const Tokenizer& tok = engine_.model().tokenizer();
   const int n_vocab = engine_.model().config().n_vocab;
   Job& job = *r.job;
-  const Token next = r.sampler->sample(logits, n_vocab, r.history);
+  // seq holds the prompt and every token generated before this one: the history, as in generate().
+  const Token next = r.sampler->sample(logits, n_vocab, r.seq.tokens());
   const auto now = Clock::now();
-  if (job.completion_tokens == 0 && r.pending == -1) {
+  if (job.completion_tokens == 0) {  // no earlier call: an end-of-generation token ends the job
     r.first_token = now;
     job.ttft_s = seconds(job.submitted_, now);
   }
-  r.pending = -2;
   bool stopped = false;
   if (tok.is_end_of_generation(next)) {
     job.stop_reason = "eos";
   } else {
     ++job.completion_tokens;
-    r.history.push_back(next);
     Piece p;
     r.piece.clear();
     stopped = r.stop->append(r.text, r.stream->push(next));
@@ -325,6 +323,7 @@ void Scheduler::emit(Running& r, const float* logits) {
       return;
     }
   }
+  r.finished = true;
   job.decode_s = seconds(r.first_token, now);
   r.piece.clear();
   if (!stopped && r.stop->append(r.text, r.stream->flush())) job.stop_reason = "stop";

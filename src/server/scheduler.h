@@ -86,6 +86,7 @@ struct SchedulerOptions {
 
 class Scheduler {
  public:
+  static constexpr int kMaxParallel = 256;  // decode rows per pass leave room for prefill chunks
   Scheduler(Engine& engine, const SchedulerOptions& options);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;

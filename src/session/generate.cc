@@ -79,12 +79,13 @@ GenerateResult generate(Engine& engine, Sequence& seq, const std::vector<Token>&
   return r;
 }
 
-double log_prob(const float* logits, int n_vocab, Token target) {
+LogSoftmax::LogSoftmax(const float* logits, int n_vocab) {
   float max = logits[0];
   for (int i = 1; i < n_vocab; ++i) max = std::max(max, logits[i]);
   double sum = 0;
   for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i]) - double(max));
-  return double(logits[target]) - double(max) - std::log(sum);
+  max_ = double(max);
+  log_sum_ = std::log(sum);
 }
 
 PerplexityResult perplexity(Engine& engine, const std::vector<Token>& tokens, int64_t ctx) {
