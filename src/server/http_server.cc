@@ -197,10 +197,8 @@ class Server {
     res.set_content(nlohmann::json{{"object", "list"}, {"data", data}}.dump(), "application/json");
   }
 
-  std::string chat_text(const std::vector<server::ChatMessage>& messages, bool generation_prompt) const {
-    std::vector<kvstash::ChatMessage> m;
-    for (const auto& x : messages) m.push_back({x.role, x.content});
-    return format_chat(tmpl_, m, generation_prompt);
+  std::string chat_text(const std::vector<ChatMessage>& messages, bool generation_prompt) const {
+    return format_chat(tmpl_, messages, generation_prompt);
   }
 
   std::vector<Token> tokens_of(const std::string& text) const {

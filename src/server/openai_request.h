@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kvstash/error.h"
+#include "kvstash/tokenizer.h"
 #include "kvstash/types.h"
 
 namespace kvstash::server {
@@ -36,10 +37,6 @@ struct RequestLimits {
   int max_n = 8;
   int64_t max_tokens = 4096;  // largest max_tokens accepted (the server passes its context)
   size_t max_stop = 4;
-};
-
-struct ChatMessage {
-  std::string role, content;
 };
 
 struct CompletionRequest {
